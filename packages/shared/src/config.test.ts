@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, influxEnv, kafkaEnv, parseEnv, serviceEnv } from './config.ts';
+
+describe('parseEnv', () => {
+  it('applies defaults', () => {
+    const env = parseEnv({ ...kafkaEnv, ...influxEnv, ...serviceEnv }, {});
+    expect(env.KAFKA_BROKERS).toEqual(['127.0.0.1:9092']);
+    expect(env.TOPIC_PARTITIONS).toBe(6);
+    expect(env.INFLUX_URL).toBe('http://127.0.0.1:8086');
+    expect(env.KAFKA_SSL).toBe(false);
+  });
+
+  it('parses lists, numbers and booleans', () => {
+    const env = parseEnv(kafkaEnv, { KAFKA_BROKERS: 'a:1, b:2', TOPIC_PARTITIONS: '12', KAFKA_SSL: 'true' });
+    expect(env.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);
+    expect(env.TOPIC_PARTITIONS).toBe(12);
+    expect(env.KAFKA_SSL).toBe(true);
+  });
+
+  it('names each bad variable, its value and what is expected, and hides secrets', () => {
+    const call = () =>
+      parseEnv({ ...kafkaEnv, ...influxEnv }, { KAFKA_BROKERS: 'localhost', TOPIC_PARTITIONS: 'six', INFLUX_URL: 'nope', KAFKA_SASL_MECHANISM: 'oauth', KAFKA_SASL_PASSWORD: 'x' });
+    expect(call).toThrow(ConfigError);
+    expect(call).toThrow(
+      'invalid configuration, fix these environment variables:\n' +
+        '  KAFKA_BROKERS="localhost": must be host:port\n' +
+        '  KAFKA_SASL_MECHANISM="oauth": must be plain, scram-sha-256 or scram-sha-512\n' +
+        '  TOPIC_PARTITIONS="six": must be a whole number\n' +
+        '  INFLUX_URL="nope": must be a URL such as http://127.0.0.1:8086',
+    );
+  });
+});

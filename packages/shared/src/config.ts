@@ -1,0 +1,85 @@
+/**
+ * Configuration from environment variables, validated by zod at start-up. A bad value stops the
+ * service with a message naming the variable, its value and what is expected.
+ */
+import { z } from 'zod';
+import { DEFAULT_PARTITIONS } from './topics.ts';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const SECRET = /PASSWORD|SECRET|TOKEN/;
+
+export function parseEnv<S extends z.ZodRawShape>(
+  shape: S,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): z.infer<z.ZodObject<S>> {
+  const picked: Record<string, string | undefined> = {};
+  for (const name of Object.keys(shape)) {
+    const value = env[name];
+    picked[name] = value === '' ? undefined : value;
+  }
+  const result = z.object(shape).safeParse(picked);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const name = String(issue.path[0] ?? '(environment)');
+    const raw = picked[name];
+    const shown = raw === undefined ? 'unset' : SECRET.test(name) ? '(hidden)' : JSON.stringify(raw);
+    return `  ${name}=${shown}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration, fix these environment variables:\n${lines.join('\n')}`);
+}
+
+export const envInt = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, { error: 'must be a whole number' })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
+
+export const envNumber = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+(\.\d+)?$/, { error: 'must be a number' })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
+
+export const envBool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, { error: 'must be host:port' });
+
+export const kafkaEnv = {
+  KAFKA_BROKERS: z
+    .string()
+    .default('127.0.0.1:9092')
+    .transform((s) => s.split(',').map((b) => b.trim()).filter((b) => b.length > 0))
+    .pipe(z.array(hostPort, { error: 'must be a comma-separated list of host:port' }).min(1, { error: 'must name at least one broker' })),
+  KAFKA_CLIENT_ID: z.string().optional(),
+  KAFKA_SSL: envBool.default(false),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { error: 'must be plain, scram-sha-256 or scram-sha-512' }).optional(),
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  KAFKA_SASL_PASSWORD: z.string().optional(),
+  TOPIC_PARTITIONS: envInt(1, 10_000).default(DEFAULT_PARTITIONS),
+};
+export type KafkaEnv = z.infer<z.ZodObject<typeof kafkaEnv>>;
+
+export const influxEnv = {
+  INFLUX_URL: z.url({ error: 'must be a URL such as http://127.0.0.1:8086' }).default('http://127.0.0.1:8086'),
+  INFLUX_DB: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'must be a database name (letters, digits, _ or -)' }).default('tradeflow'),
+  INFLUX_USERNAME: z.string().optional(),
+  INFLUX_PASSWORD: z.string().optional(),
+};
+export type InfluxEnv = z.infer<z.ZodObject<typeof influxEnv>>;
+
+export const serviceEnv = {
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { error: 'must be trace, debug, info, warn, error, fatal or silent' }).default('info'),
+  /** Port of the /health and /metrics HTTP endpoint; 0 turns it off. */
+  METRICS_PORT: envInt(0, 65_535).default(0),
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  /** Upper bound of the wait between retries while Kafka or InfluxDB is unreachable. */
+  RETRY_MAX_MS: envInt(100, 600_000).default(10_000),
+};
+export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

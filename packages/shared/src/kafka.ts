@@ -1,0 +1,92 @@
+/**
+ * The one place that knows the Kafka client library (kafkajs). Services get a client, producers,
+ * consumers and topic administration from here, so a change of client touches this file and
+ * runner.ts only.
+ */
+import { Kafka, logLevel, Partitioners, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
+import { ConfigError, type KafkaEnv } from './config.ts';
+import type { Logger } from './logger.ts';
+import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
+
+export type { Kafka, Producer, Consumer, Admin, IHeaders } from 'kafkajs';
+export { CompressionTypes } from 'kafkajs';
+
+/** Key partitioning compatible with the Java client (murmur2), so every producer agrees on where a symbol lives. */
+export const defaultPartitioner = Partitioners.DefaultPartitioner;
+
+function saslOptions(env: KafkaEnv): SASLOptions | undefined {
+  if (env.KAFKA_SASL_MECHANISM === undefined) return undefined;
+  if (env.KAFKA_SASL_USERNAME === undefined || env.KAFKA_SASL_PASSWORD === undefined) {
+    throw new ConfigError(
+      `KAFKA_SASL_MECHANISM=${env.KAFKA_SASL_MECHANISM} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD to be set`,
+    );
+  }
+  return { mechanism: env.KAFKA_SASL_MECHANISM, username: env.KAFKA_SASL_USERNAME, password: env.KAFKA_SASL_PASSWORD } as SASLOptions;
+}
+
+const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Kafka {
+  const kafkaLogger = logger.child({ component: 'kafkajs' });
+  const config: KafkaConfig = {
+    clientId: env.KAFKA_CLIENT_ID ?? clientId,
+    brokers: env.KAFKA_BROKERS,
+    ssl: env.KAFKA_SSL,
+    connectionTimeout: 5_000,
+    requestTimeout: 30_000,
+    retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 8 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ namespace, level, log }: LogEntry) => {
+        const { message, ...extra } = log;
+        kafkaLogger[levelNames[level] ?? 'info']({ namespace, ...extra }, message);
+      },
+  };
+  const sasl = saslOptions(env);
+  if (sasl !== undefined) config.sasl = sasl;
+  return new Kafka(config);
+}
+
+/**
+ * Creates the missing topics from their definitions and refuses, loudly, a cluster where
+ * co-partitioned topics disagree on their partition count. Idempotent; safe to run from several
+ * processes at once.
+ */
+export async function ensureTopics(kafka: Kafka, definitions: readonly TopicDefinition[], logger: Logger): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = definitions.filter((def) => !existing.has(def.name));
+    if (missing.length > 0) {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((def) => ({
+          topic: def.name,
+          numPartitions: def.partitions,
+          replicationFactor: -1,
+          configEntries: [{ name: 'cleanup.policy', value: def.cleanupPolicy }],
+        })),
+      });
+      logger.info({ topics: missing.map((def) => def.name) }, 'created topics');
+    }
+    const metadata = await admin.fetchTopicMetadata({ topics: definitions.map((def) => def.name) });
+    const actual = new Map(metadata.topics.map((t) => [t.name, t.partitions.length]));
+    const problems = coPartitioningProblems(definitions, actual);
+    if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+    for (const def of definitions) {
+      const count = actual.get(def.name);
+      if (count !== def.partitions) {
+        logger.warn({ topic: def.name, partitions: count, configured: def.partitions }, 'topic exists with a different partition count than configured');
+      }
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Counters every service keeps, served as JSON on /metrics (and /health) so that the local status
+ * view, health checks and benchmarks read the same numbers.
+ */
+import { createServer, type Server } from 'node:http';
+import type { Logger } from './logger.ts';
+
+export interface MetricsSnapshot {
+  service: string;
+  uptimeSeconds: number;
+  consumed: number;
+  produced: number;
+  dlq: number;
+  written: number;
+  rejected: number;
+  retries: number;
+  batches: number;
+  lag: number;
+  lagByPartition: Record<string, number>;
+  healthy: boolean;
+  rssBytes: number;
+  peakRssBytes: number;
+  extra: Record<string, number>;
+}
+
+export class ServiceMetrics {
+  readonly service: string;
+  consumed = 0;
+  produced = 0;
+  /** Messages sent to a dead-letter topic. */
+  dlq = 0;
+  /** Points acknowledged by an external store (InfluxDB). */
+  written = 0;
+  /** Points an external store refused for good (logged with the reason). */
+  rejected = 0;
+  retries = 0;
+  batches = 0;
+  healthy = true;
+  readonly extra: Record<string, number> = {};
+  private readonly lagByPartition = new Map<string, number>();
+  private readonly startedAt = Date.now();
+  private peakRss = 0;
+
+  constructor(service: string) {
+    this.service = service;
+  }
+
+  setLag(topic: string, partition: number, lag: number): void {
+    this.lagByPartition.set(`${topic}-${partition}`, lag);
+  }
+
+  forgetLag(topic: string, partition: number): void {
+    this.lagByPartition.delete(`${topic}-${partition}`);
+  }
+
+  snapshot(): MetricsSnapshot {
+    const rss = process.memoryUsage.rss();
+    this.peakRss = Math.max(this.peakRss, rss);
+    let lag = 0;
+    for (const value of this.lagByPartition.values()) lag += value;
+    return {
+      service: this.service,
+      uptimeSeconds: (Date.now() - this.startedAt) / 1000,
+      consumed: this.consumed,
+      produced: this.produced,
+      dlq: this.dlq,
+      written: this.written,
+      rejected: this.rejected,
+      retries: this.retries,
+      batches: this.batches,
+      lag,
+      lagByPartition: Object.fromEntries(this.lagByPartition),
+      healthy: this.healthy,
+      rssBytes: rss,
+      peakRssBytes: Math.max(this.peakRss, process.resourceUsage().maxRSS * 1024),
+      extra: { ...this.extra },
+    };
+  }
+}
+
+/** Serves GET /metrics (JSON snapshot) and GET /health (200 when healthy, 503 otherwise). */
+export async function serveMetrics(metrics: ServiceMetrics, host: string, port: number, logger: Logger): Promise<Server | undefined> {
+  if (port === 0) return undefined;
+  const server = createServer((req, res) => {
+    const snapshot = metrics.snapshot();
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot));
+    } else if (req.url === '/health') {
+      res.writeHead(snapshot.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ healthy: snapshot.healthy }));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  logger.info({ host, port }, 'metrics endpoint listening');
+  return server;
+}

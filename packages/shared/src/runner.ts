@@ -1,0 +1,335 @@
+/**
+ * The one consume → handle → produce/write → commit loop that every service uses, so delivery
+ * semantics live in this file only.
+ *
+ * - runTransform: Kafka in, Kafka out, exactly once. Each input partition has its own
+ *   transactional producer (transactional id = prefix + topic + partition), so whoever owns a
+ *   partition fences any earlier owner (a crashed process or a zombie after a rebalance). The
+ *   outputs of a batch and the consumer offsets after it are committed in one transaction. When a
+ *   partition's producer is (re)initialised the group's committed offset is read again, and
+ *   records below it — already committed by an earlier owner — are skipped.
+ * - runSink: Kafka in, an external store out (InfluxDB), at least once with idempotent writes:
+ *   offsets are committed only after the store acknowledged the batch.
+ *
+ * Both retry with capped exponential backoff while Kafka or the store is unreachable, and stop
+ * cleanly: stop() lets the batch in hand finish (or abandons it uncommitted if it cannot), then
+ * leaves the group.
+ */
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, Producer } from 'kafkajs';
+import { defaultPartitioner } from './kafka.ts';
+import type { Logger } from './logger.ts';
+import type { ServiceMetrics } from './metrics.ts';
+
+export interface ConsumedRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: IHeaders;
+  /** Broker or producer timestamp, epoch milliseconds as a string. */
+  readonly timestamp: string;
+}
+
+export interface ProducedRecord {
+  readonly topic: string;
+  readonly key: string | Buffer | null;
+  readonly value: string | Buffer;
+  readonly headers?: Record<string, string | Buffer>;
+}
+
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+export interface RunnerOptions {
+  readonly kafka: Kafka;
+  readonly logger: Logger;
+  readonly metrics: ServiceMetrics;
+  readonly groupId: string;
+  readonly topics: readonly string[];
+  /** Upper bound of the backoff between retries. */
+  readonly retryMaxMs?: number;
+  /** Max bytes fetched per partition and request; bounds the size of one batch. */
+  readonly maxBytesPerPartition?: number;
+  readonly partitionsConsumedConcurrently?: number;
+}
+
+export interface TransformOptions extends RunnerOptions {
+  readonly transactionalIdPrefix: string;
+  /** Pure with respect to Kafka: returns the records to produce for these input records. */
+  readonly handle: (records: readonly ConsumedRecord[], source: TopicPartition) => readonly ProducedRecord[] | Promise<readonly ProducedRecord[]>;
+}
+
+export interface SinkOptions extends RunnerOptions {
+  /** Must be idempotent: a batch is written again after a crash between write and commit. */
+  readonly write: (records: readonly ConsumedRecord[], source: TopicPartition) => Promise<void>;
+}
+
+export interface RunningConsumer {
+  /** Stops fetching, lets the batch in hand finish, commits and leaves the group. */
+  stop(): Promise<void>;
+}
+
+const INITIAL_BACKOFF_MS = 100;
+
+class Stopped extends Error {}
+
+function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
+  return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+interface BatchContext {
+  readonly payload: EachBatchPayload;
+  readonly source: TopicPartition;
+  readonly records: ConsumedRecord[];
+  readonly nextOffset: string;
+}
+
+/** Runs `attempt` until it succeeds, the partition is taken away, or the runner stops. */
+async function retrying(
+  what: string,
+  ctx: BatchContext,
+  options: RunnerOptions,
+  isStopping: () => boolean,
+  attempt: () => Promise<void>,
+): Promise<void> {
+  const cap = options.retryMaxMs ?? 10_000;
+  let backoff = INITIAL_BACKOFF_MS;
+  for (let failures = 0; ; failures++) {
+    if (isStopping() || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
+    try {
+      await attempt();
+      if (failures > 0) {
+        options.logger.info({ ...ctx.source, failures }, `${what} succeeded after retrying`);
+        options.metrics.healthy = true;
+      }
+      return;
+    } catch (error) {
+      if (error instanceof Stopped) throw error;
+      options.metrics.retries++;
+      if (failures >= 3) options.metrics.healthy = false;
+      options.logger[failures === 0 ? 'warn' : 'error'](
+        { ...ctx.source, err: error, retryInMs: backoff, failures: failures + 1 },
+        `${what} failed; retrying (nothing is committed until it succeeds)`,
+      );
+      const until = Date.now() + backoff;
+      while (Date.now() < until && !isStopping()) {
+        await sleep(Math.min(250, until - Date.now()));
+        await ctx.payload.heartbeat().catch(() => undefined);
+      }
+      backoff = Math.min(cap, backoff * 2);
+    }
+  }
+}
+
+function startConsumer(
+  options: RunnerOptions,
+  processBatch: (ctx: BatchContext, isStopping: () => boolean) => Promise<void>,
+  onAssignment: (assigned: readonly TopicPartition[]) => Promise<void>,
+  onStop: () => Promise<void>,
+): Promise<RunningConsumer> {
+  const { kafka, logger, metrics, groupId, topics } = options;
+  const consumer: Consumer = kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
+    maxBytes: 16 * 1024 * 1024,
+    maxWaitTimeInMs: 200,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+    retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
+  });
+  let stopping = false;
+  const isStopping = () => stopping;
+
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) =>
+      partitions.map((partition) => ({ topic, partition })),
+    );
+    logger.info({ groupId, assigned: assigned.map((tp) => `${tp.topic}-${tp.partition}`) }, 'joined consumer group');
+    void onAssignment(assigned).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
+  });
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    logger.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
+  });
+
+  const start = async (): Promise<RunningConsumer> => {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 3,
+      eachBatch: async (payload) => {
+        const { batch } = payload;
+        if (batch.isEmpty() || stopping) return;
+        const source = { topic: batch.topic, partition: batch.partition };
+        const records = batch.messages.map((m) => toConsumed(batch.topic, batch.partition, m));
+        const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
+        try {
+          await processBatch({ payload, source, records, nextOffset }, isStopping);
+        } catch (error) {
+          if (error instanceof Stopped) return;
+          throw error;
+        }
+        payload.resolveOffset(batch.lastOffset());
+        metrics.batches++;
+        metrics.setLag(batch.topic, batch.partition, Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(nextOffset))));
+      },
+    });
+    logger.info({ groupId, topics }, 'consuming');
+    return {
+      stop: async () => {
+        stopping = true;
+        await consumer.disconnect();
+        await onStop();
+        logger.info({ groupId }, 'consumer stopped');
+      },
+    };
+  };
+  return start();
+}
+
+/** Kafka → Kafka, exactly once (see the file comment). */
+export async function runTransform(options: TransformOptions): Promise<RunningConsumer> {
+  const { kafka, logger, metrics, groupId } = options;
+  const admin: Admin = kafka.admin();
+  await admin.connect();
+
+  interface PartitionProducer {
+    readonly producer: Producer;
+    /** The next offset to process; records below it were committed by an earlier owner. */
+    committed: bigint;
+  }
+  const producers = new Map<string, Promise<PartitionProducer>>();
+  const keyOf = (tp: TopicPartition) => `${tp.topic}-${tp.partition}`;
+
+  const committedOffset = async (tp: TopicPartition): Promise<bigint> => {
+    const offsets = await admin.fetchOffsets({ groupId, topics: [tp.topic] });
+    const found = offsets[0]?.partitions.find((p) => p.partition === tp.partition);
+    return found === undefined || BigInt(found.offset) < 0n ? 0n : BigInt(found.offset);
+  };
+
+  const openProducer = async (tp: TopicPartition): Promise<PartitionProducer> => {
+    const producer = kafka.producer({
+      transactionalId: `${options.transactionalIdPrefix}-${tp.topic}-${tp.partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      createPartitioner: defaultPartitioner,
+      retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
+    });
+    try {
+      // InitProducerId fences any earlier owner and completes its pending transaction, so the
+      // committed offset read after it is final.
+      await producer.connect();
+      return { producer, committed: await committedOffset(tp) };
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined);
+      throw error;
+    }
+  };
+
+  const producerFor = (tp: TopicPartition): Promise<PartitionProducer> => {
+    const key = keyOf(tp);
+    let entry = producers.get(key);
+    if (entry === undefined) {
+      entry = openProducer(tp);
+      producers.set(key, entry);
+      entry.catch(() => producers.delete(key));
+    }
+    return entry;
+  };
+
+  const closeProducer = async (tp: TopicPartition): Promise<void> => {
+    const key = keyOf(tp);
+    const entry = producers.get(key);
+    producers.delete(key);
+    metrics.forgetLag(tp.topic, tp.partition);
+    if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
+  };
+
+  const processBatch = async (ctx: BatchContext, isStopping: () => boolean): Promise<void> => {
+    await retrying('transaction', ctx, options, isStopping, async () => {
+      const owner = await producerFor(ctx.source);
+      const fresh = ctx.records.filter((r) => BigInt(r.offset) >= owner.committed);
+      if (fresh.length === 0) return;
+      const outputs = await options.handle(fresh, ctx.source);
+      const transaction = await owner.producer.transaction();
+      try {
+        if (outputs.length > 0) {
+          const byTopic = new Map<string, { key: string | Buffer | null; value: string | Buffer; headers?: Record<string, string | Buffer> }[]>();
+          for (const out of outputs) {
+            let list = byTopic.get(out.topic);
+            if (list === undefined) byTopic.set(out.topic, (list = []));
+            list.push(out.headers === undefined ? { key: out.key, value: out.value } : { key: out.key, value: out.value, headers: out.headers });
+          }
+          await transaction.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+        }
+        await transaction.sendOffsets({
+          consumerGroupId: groupId,
+          topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
+        });
+        await transaction.commit();
+      } catch (error) {
+        await transaction.abort().catch(() => undefined);
+        // Start over with a fresh producer: re-initialising it settles the transaction's outcome
+        // and re-reads the committed offset, so an ambiguous commit is never produced twice.
+        await closeProducer(ctx.source);
+        throw error;
+      }
+      owner.committed = BigInt(ctx.nextOffset);
+      metrics.consumed += fresh.length;
+      for (const out of outputs) {
+        if (out.topic.endsWith('.dlq')) metrics.dlq++;
+        else metrics.produced++;
+      }
+    });
+  };
+
+  const onAssignment = async (assigned: readonly TopicPartition[]) => {
+    const keep = new Set(assigned.map(keyOf));
+    const revoked = [...producers.keys()].filter((key) => !keep.has(key));
+    await Promise.all(
+      revoked.map((key) => {
+        const cut = key.lastIndexOf('-');
+        return closeProducer({ topic: key.slice(0, cut), partition: Number(key.slice(cut + 1)) });
+      }),
+    );
+  };
+
+  const onStop = async () => {
+    await Promise.all([...producers.values()].map(async (entry) => (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined)));
+    producers.clear();
+    await admin.disconnect();
+  };
+
+  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix }, 'starting exactly-once transform');
+  return startConsumer(options, processBatch, onAssignment, onStop);
+}
+
+/** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
+export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
+  const processBatch = async (ctx: BatchContext, isStopping: () => boolean): Promise<void> => {
+    await retrying('write', ctx, options, isStopping, () => options.write(ctx.records, ctx.source));
+    options.metrics.consumed += ctx.records.length;
+    await retrying('offset commit', ctx, options, isStopping, () =>
+      ctx.payload.commitOffsetsIfNecessary({
+        topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
+      }),
+    );
+  };
+  const onAssignment = async (assigned: readonly TopicPartition[]) => {
+    const keep = new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`));
+    for (const key of Object.keys(options.metrics.snapshot().lagByPartition)) {
+      if (keep.has(key)) continue;
+      const cut = key.lastIndexOf('-');
+      options.metrics.forgetLag(key.slice(0, cut), Number(key.slice(cut + 1)));
+    }
+  };
+  return startConsumer(options, processBatch, onAssignment, async () => undefined);
+}

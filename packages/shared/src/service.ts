@@ -1,0 +1,80 @@
+/**
+ * Process lifecycle shared by every service: start, then on SIGTERM/SIGINT stop fetching, finish
+ * the batch in hand, commit and exit 0 within the shutdown budget. A configuration error stops
+ * start-up with a message naming the variable.
+ */
+import { ConfigError } from './config.ts';
+import { createLogger, type Logger } from './logger.ts';
+
+export interface Stoppable {
+  stop(): Promise<void>;
+}
+
+/** Docker and the design give a service 10 s after SIGTERM; leave a margin for process exit. */
+const SHUTDOWN_BUDGET_MS = 9_000;
+
+export function runService(name: string, start: (logger: Logger) => Promise<Stoppable>): void {
+  const logger = createLogger(name);
+  let running: Stoppable | undefined;
+  let stopping = false;
+
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    const timer = setTimeout(() => {
+      logger.error({ budgetMs: SHUTDOWN_BUDGET_MS }, 'shutdown took too long; exiting with the batch in hand uncommitted (it is replayed on restart)');
+      process.exit(1);
+    }, SHUTDOWN_BUDGET_MS);
+    timer.unref();
+    void (running?.stop() ?? Promise.resolve())
+      .then(() => {
+        logger.info('stopped cleanly');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'unhandled promise rejection');
+    process.exit(1);
+  });
+
+  start(logger)
+    .then((service) => {
+      running = service;
+      if (stopping) void service.stop().finally(() => process.exit(0));
+    })
+    .catch((err: unknown) => {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${name}: ${err.message}\n`);
+        process.exit(2);
+      }
+      logger.fatal({ err }, 'failed to start');
+      process.exit(1);
+    });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `attempt` until it succeeds, waiting with capped exponential backoff in between and logging
+ * each failure, e.g. while Kafka or InfluxDB is still starting.
+ */
+export async function untilSuccess<T>(what: string, logger: Logger, attempt: () => Promise<T>, maxBackoffMs = 10_000): Promise<T> {
+  let backoff = 200;
+  for (let failures = 1; ; failures++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      logger.warn({ err, failures, retryInMs: backoff }, `${what} failed; retrying`);
+      await sleep(backoff);
+      backoff = Math.min(maxBackoffMs, backoff * 2);
+    }
+  }
+}

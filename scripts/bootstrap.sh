@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the project needs to build and test: Node 24, pnpm and the workspace's packages.
+# Idempotent; safe to run on every start.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$repo/scripts/infra/toolchain.sh"
+ensure_toolchain
+cd "$repo"
+if [ -n "${CI:-}" ]; then
+  pnpm install --frozen-lockfile --reporter=append-only >&2
+else
+  pnpm install --reporter=append-only >&2
+fi

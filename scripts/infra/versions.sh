@@ -1,0 +1,9 @@
+# shellcheck shell=bash
+# Pinned versions of the local infrastructure, sourced by scripts/infra/*.sh.
+# Plain KEY=VALUE lines only, so the file can also serve as an env file.
+
+# Apache Kafka broker (Maven Central org.apache.kafka:kafka_2.13), newest 4.1.x patch release.
+KAFKA_VERSION=4.1.2
+# log4j-core version that kafka-server $KAFKA_VERSION depends on; the slf4j binding
+# org.apache.logging.log4j:log4j-slf4j-impl must use the same version.
+LOG4J_VERSION=2.25.3

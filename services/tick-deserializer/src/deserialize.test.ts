@@ -21,7 +21,7 @@ describe('parseTick', () => {
   it.each([
     ['empty', '', 'empty message'],
     ['not JSON', 'hello', 'not JSON: Unexpected token \'h\', "hello" is not valid JSON'],
-    ['NaN literal', '{"ask": NaN, "timestamp": 1438539936, "symbol": "IVE", "bid": 1, "exchange": "X"}', 'not JSON: Unexpected token \'N\', "{"ask": NaN"... is not valid JSON'],
+    ['NaN literal', '{"ask": NaN, "timestamp": 1438539936, "symbol": "IVE", "bid": 1, "exchange": "X"}', 'not JSON: Unexpected token \'N\', "{"ask": NaN, "time"... is not valid JSON'],
     ['a JSON array', '[1,2]', 'not a JSON object with ask, bid, symbol, exchange and timestamp'],
     ['JSON null', 'null', 'not a JSON object with ask, bid, symbol, exchange and timestamp'],
     ['missing bid', '{"ask": 94.19, "timestamp": 1438539936.3, "symbol": "IVE", "exchange": "NASDAQ"}', 'bid: must be a number'],

@@ -1,0 +1,159 @@
+/**
+ * The sending half of every seed script: creates missing topics, produces a stream of messages at
+ * a given rate (0 = as fast as possible), retries while a partition leader is not yet available,
+ * shows progress and ends with a summary. --dry-run prints the messages instead.
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import {
+  createKafka,
+  createLogger,
+  defaultPartitioner,
+  ensureTopics,
+  kafkaEnv,
+  parseEnv,
+  topicDefinitions,
+  type Producer,
+} from '@tradeflow/shared';
+
+export interface FeedMessage {
+  readonly key: string | null;
+  readonly value: string;
+}
+
+export interface FeedOptions {
+  readonly name: string;
+  readonly topic: string;
+  readonly brokers: readonly string[];
+  readonly partitions: number;
+  readonly rate: number;
+  readonly dryRun: boolean;
+  readonly total: number;
+  readonly quiet?: boolean;
+}
+
+export interface FeedSummary {
+  readonly sent: number;
+  readonly elapsedSeconds: number;
+  readonly ratePerSecond: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Options every seed script shares; `defaults.count` is the script's default message count. */
+export function parseFeedArgs(name: string, usage: string, defaults: { count: number; topic: string }, extra: ParseArgsOptionsConfig = {}) {
+  const parsed = parseArgs({
+    options: {
+      count: { type: 'string', default: String(defaults.count) },
+      rate: { type: 'string', default: '0' },
+      seed: { type: 'string', default: '1' },
+      brokers: { type: 'string' },
+      topic: { type: 'string', default: defaults.topic },
+      partitions: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+      ...extra,
+    },
+    strict: true,
+  });
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values['help']) {
+    process.stdout.write(
+      `usage: ${name} [--count N] [--rate PER_SECOND] [--seed N] [--brokers host:port,...] [--topic T] [--partitions N] [--dry-run] [--quiet]${usage}\n`,
+    );
+    process.exit(0);
+  }
+  const env = parseEnv(kafkaEnv, {
+    ...process.env,
+    ...(typeof values['brokers'] === 'string' ? { KAFKA_BROKERS: values['brokers'] } : {}),
+    ...(typeof values['partitions'] === 'string' ? { TOPIC_PARTITIONS: values['partitions'] } : {}),
+  });
+  const number = (flag: string, min: number): number => {
+    const raw = values[flag];
+    const n = Number(raw);
+    if (typeof raw !== 'string' || !Number.isFinite(n) || n < min) {
+      process.stderr.write(`${name}: --${flag} must be a number >= ${min}, got ${String(raw)}\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  return { values, env, number };
+}
+
+export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessage>): Promise<FeedSummary> {
+  const started = performance.now();
+  const log = (line: string) => {
+    if (!options.quiet) process.stderr.write(`${line}\n`);
+  };
+  if (options.dryRun) {
+    let sent = 0;
+    for (const message of messages) {
+      process.stdout.write(`${message.value}\n`);
+      sent++;
+    }
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    return { sent, elapsedSeconds, ratePerSecond: sent / elapsedSeconds };
+  }
+
+  const logger = createLogger(options.name, process.env['LOG_LEVEL'] ?? 'warn');
+  const kafka = createKafka({ ...parseEnv(kafkaEnv), KAFKA_BROKERS: [...options.brokers] }, options.name, logger);
+  const definitions = topicDefinitions(options.partitions);
+  await withRetries(log, 'creating topics', () =>
+    ensureTopics(
+      kafka,
+      definitions.some((d) => d.name === options.topic)
+        ? definitions
+        : [...definitions, { ...definitions[0]!, name: options.topic as never, description: 'custom topic' }],
+      logger,
+    ),
+  );
+  const producer: Producer = kafka.producer({ createPartitioner: defaultPartitioner, allowAutoTopicCreation: false });
+  await withRetries(log, 'connecting the producer', () => producer.connect());
+
+  const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 2_000;
+  let sent = 0;
+  let lastReport = started;
+  let chunk: FeedMessage[] = [];
+  const flush = async () => {
+    if (chunk.length === 0) return;
+    const messages = chunk.map((m) => ({ key: m.key, value: m.value }));
+    await withRetries(log, 'sending', () => producer.send({ topic: options.topic, acks: -1, messages }));
+    sent += chunk.length;
+    chunk = [];
+    const now = performance.now();
+    if (now - lastReport >= 1_000) {
+      lastReport = now;
+      log(`${options.name}: sent ${sent}/${options.total} (${Math.round(sent / ((now - started) / 1000))}/s)`);
+    }
+    if (options.rate > 0) {
+      const due = started + (sent / options.rate) * 1000;
+      if (due > now) await sleep(due - now);
+    }
+  };
+  try {
+    for (const message of messages) {
+      chunk.push(message);
+      if (chunk.length >= chunkSize) await flush();
+    }
+    await flush();
+  } finally {
+    await producer.disconnect();
+  }
+  const elapsedSeconds = (performance.now() - started) / 1000;
+  return { sent, elapsedSeconds, ratePerSecond: sent / elapsedSeconds };
+}
+
+/** Retries leader-not-available and similar start-up errors for up to about a minute. */
+async function withRetries<T>(log: (line: string) => void, what: string, attempt: () => Promise<T>): Promise<T> {
+  let backoff = 200;
+  for (let failures = 1; ; failures++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (failures >= 12) throw error;
+      log(`${what} failed (${(error as Error).message}); retrying in ${backoff} ms`);
+      await sleep(backoff);
+      backoff = Math.min(5_000, backoff * 2);
+    }
+  }
+}

@@ -113,9 +113,11 @@ fetch_jars() {
     cp "$SCRIPT_DIR/kafka-pom.xml" "$CACHE_DIR/build/pom.xml"
     if ! (cd "$CACHE_DIR/build" && mvn -q -B -Dstyle.color=never -f pom.xml \
         -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
-        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR" >&2); then
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR" \
+        >"$CACHE_DIR/mvn.log" 2>&1); then
+      tail -n 40 "$CACHE_DIR/mvn.log" >&2
       rm -rf -- "$LIBS_DIR"
-      die "Maven could not download the Kafka $KAFKA_VERSION jars"
+      die "Maven could not download the Kafka $KAFKA_VERSION jars (log: $CACHE_DIR/mvn.log)"
     fi
     [[ -f "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" && -f "$LIBS_DIR/log4j-slf4j-impl-$LOG4J_VERSION.jar" ]] \
       || die "download incomplete: kafka_2.13 or log4j-slf4j-impl jar missing in $LIBS_DIR"

@@ -1,13 +1,14 @@
 /** Control of the suite's own local broker and InfluxDB (started by scripts/infra). */
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { REPO } from '../../scripts/lib/processes.ts';
+
+export { REPO };
 
 const exec = promisify(execFile);
 
 export type InfraMode = 'env' | 'containers' | 'local';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 /** Ports apart from the defaults, so the suite never touches a broker or InfluxDB someone runs for real. */
 export const KAFKA_TEST_PORT = Number(process.env['KAFKA_TEST_PORT'] ?? 19092);
 export const INFLUX_TEST_PORT = Number(process.env['INFLUX_TEST_PORT'] ?? 18086);

@@ -1,0 +1,122 @@
+/**
+ * Starting the services as real processes, reading their /metrics, and stopping them by their own
+ * pid. Used by the local runner, the benchmarks and the integration tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { MetricsSnapshot } from '@tradeflow/shared';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+export interface ServiceProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly metricsPort: number;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  metrics(): Promise<MetricsSnapshot>;
+  /** The last megabyte or so of the process's output. */
+  output(): string;
+  /** Sends the signal and resolves with the exit code and how long the exit took. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
+}
+
+export interface StartOptions {
+  readonly env: Record<string, string>;
+  /** Also append the output to this file. */
+  readonly logFile?: string;
+  readonly readyTimeoutMs?: number;
+}
+
+/** Starts services/<name>/src/main.ts with Node and waits until it serves /metrics. */
+export async function startService(name: string, options: StartOptions): Promise<ServiceProcess> {
+  const metricsPort = await freePort();
+  const child = spawn(process.execPath, [`${REPO}/services/${name}/src/main.ts`], {
+    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const file = options.logFile === undefined ? undefined : createWriteStream(options.logFile, { flags: 'a' });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    file?.write(chunk);
+    output += chunk.toString();
+    if (output.length > 2_000_000) output = output.slice(-1_000_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      file?.end();
+      resolve({ code, signal });
+    });
+  });
+  const service: ServiceProcess = {
+    name,
+    child,
+    metricsPort,
+    exited,
+    output: () => output,
+    metrics: async () => {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      return (await res.json()) as MetricsSnapshot;
+    },
+    stop: async (signal = 'SIGTERM') => {
+      const started = Date.now();
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const result = await exited;
+      return { ...result, ms: Date.now() - started };
+    },
+  };
+  await waitFor(
+    `${name} to serve /metrics`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
+      return (await service.metrics()).service === name ? true : undefined;
+    },
+    options.readyTimeoutMs ?? 60_000,
+  );
+  return service;
+}
+
+/** Runs a script of scripts/ with Node and resolves with its stderr once it exits 0. */
+export async function runScript(script: string, args: readonly string[], env: Record<string, string> = {}): Promise<string> {
+  const child = spawn(process.execPath, [`${REPO}/scripts/${script}`, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout.resume();
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}:\n${stderr}`);
+  return stderr;
+}

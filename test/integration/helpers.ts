@@ -6,7 +6,6 @@ import {
   InfluxClient,
   kafkaEnv,
   parseEnv,
-  TOPICS,
   type Kafka,
 } from '@tradeflow/shared';
 import { inject } from 'vitest';

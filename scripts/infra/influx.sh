@@ -55,7 +55,7 @@ ping_code() {
 tail_log() {
   if [[ -f "$LOG_FILE" ]]; then
     log "last lines of $LOG_FILE:"
-    tail -n "${1:-40}" "$LOG_FILE" >&2 || true
+    tail -n 40 "$LOG_FILE" >&2 || true
   fi
 }
 
@@ -251,6 +251,7 @@ cmd_start() {
   log "starting $("$influxd" version 2>/dev/null || echo influxd) on $URL (rpc 127.0.0.1:$INFLUX_RPC_PORT, data $INFLUX_DATA_DIR)"
   # bash writes its own pid, then execs influxd: the pid file holds influxd's pid even if
   # setsid has to fork.
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
   (cd "$INFLUX_DATA_DIR" && exec setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
     "$influxd" -config "$CONF_FILE" >"$LOG_FILE" 2>&1 </dev/null) &
 

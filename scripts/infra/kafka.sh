@@ -22,7 +22,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.sh
+# shellcheck source-path=SCRIPTDIR source=versions.sh
 . "$SCRIPT_DIR/versions.sh"
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -66,7 +66,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 tail_log() {
   if [[ -f "$LOG_FILE" ]]; then
     log "last lines of $LOG_FILE:"
-    tail -n "${1:-40}" "$LOG_FILE" >&2 || true
+    tail -n 40 "$LOG_FILE" >&2 || true
   fi
 }
 
@@ -258,6 +258,7 @@ cmd_start() {
   log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT, data $KAFKA_DATA_DIR)"
   # bash writes its own pid, then execs java: the pid file holds the JVM's pid even if
   # setsid has to fork.
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
   (cd "$KAFKA_DATA_DIR" && exec setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
     "$JAVA" "${opts[@]}" -cp "$cp" kafka.Kafka "$KAFKA_DATA_DIR/server.properties" \
     >"$LOG_FILE" 2>&1 </dev/null) &

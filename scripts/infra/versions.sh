@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Pinned versions of the local infrastructure, sourced by scripts/infra/*.sh.
 # Plain KEY=VALUE lines only, so the file can also serve as an env file.
 

@@ -19,6 +19,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     try {
       const value = await probe();
       if (value !== undefined) return value;
+      last = undefined;
     } catch (error) {
       last = error;
     }

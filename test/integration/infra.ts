@@ -13,8 +13,8 @@ export type InfraMode = 'env' | 'containers' | 'local';
 export const KAFKA_TEST_PORT = Number(process.env['KAFKA_TEST_PORT'] ?? 19092);
 export const INFLUX_TEST_PORT = Number(process.env['INFLUX_TEST_PORT'] ?? 18086);
 
-export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop', env: Record<string, string> = {}): Promise<void> {
-  await exec('bash', [`${REPO}/scripts/infra/${which}.sh`, action], {
+export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop', env: Record<string, string> = {}): Promise<string> {
+  const { stdout, stderr } = await exec('bash', [`${REPO}/scripts/infra/${which}.sh`, action], {
     env: {
       ...process.env,
       KAFKA_PORT: String(KAFKA_TEST_PORT),
@@ -26,4 +26,5 @@ export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' 
     timeout: 600_000,
     maxBuffer: 16 * 1024 * 1024,
   });
+  return `${stdout}${stderr}`;
 }

@@ -118,7 +118,7 @@ describe('tick path', () => {
     await runInfraScript('influx', 'stop', { INFLUX_KEEP_DATA: '1' });
     await sleep(4_000);
     const duringOutage = await writer.metrics();
-    await runInfraScript('influx', 'start');
+    await runInfraScript('influx', 'start', { INFLUX_KEEP_DATA: '1' });
     await feed;
     await waitFor('all 20,000 points after the outage', async () => ((await countPoints(influx, 'bid_ask', 'bid')) >= 20_000 ? true : undefined), 120_000);
     await sleep(1_000);

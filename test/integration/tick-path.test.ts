@@ -108,6 +108,17 @@ describe('tick path', () => {
     }
   });
 
+  it('a backlog larger than one produce request (message.max.bytes) is drained completely', async () => {
+    const database = uniqueName('backlog');
+    const influx = influxFor(database);
+    const [count, seed] = [40_000, 13];
+    await runScript('queue-ticks.ts', feedArgs(count, 0, seed, Math.floor(Date.now() / 1000) - 30 * 60, 0.01));
+    await startPipeline(database);
+    await waitFor('the whole backlog in InfluxDB', async () => ((await countPoints(influx, 'bid_ask', 'bid')) >= count ? true : undefined), 120_000);
+    expect(await readTopic(kafka, TOPICS.prices, count)).toHaveLength(count);
+    expect(await countPoints(influx, 'bid_ask', 'bid')).toBe(count);
+  });
+
   it.skipIf(infraMode() === 'env')('InfluxDB stopped mid-stream and restarted: nothing is lost', async () => {
     const database = uniqueName('outage');
     const influx = influxFor(database);

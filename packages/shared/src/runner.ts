@@ -74,6 +74,42 @@ export interface RunningConsumer {
 
 const INITIAL_BACKOFF_MS = 100;
 
+/**
+ * A produce request carries one record batch per partition, and the broker refuses batches above
+ * message.max.bytes (1 MiB by default). Input batches can be larger than that (a backlog fetched
+ * at maxBytesPerPartition), so outputs are sent in chunks well below it.
+ */
+const MAX_PRODUCE_CHUNK_BYTES = 512 * 1024;
+
+type TopicMessages = { topic: string; messages: { key: string | Buffer | null; value: string | Buffer; headers?: Record<string, string | Buffer> }[] };
+
+function recordSize(record: ProducedRecord): number {
+  let size = 64 + (record.key?.length ?? 0) + record.value.length;
+  if (record.headers !== undefined) for (const [name, value] of Object.entries(record.headers)) size += name.length + value.length + 8;
+  return size;
+}
+
+/** Groups outputs by topic, cut into chunks of at most MAX_PRODUCE_CHUNK_BYTES, in order. */
+export function produceChunks(outputs: readonly ProducedRecord[], maxBytes = MAX_PRODUCE_CHUNK_BYTES): TopicMessages[][] {
+  const chunks: TopicMessages[][] = [];
+  let byTopic = new Map<string, TopicMessages>();
+  let bytes = 0;
+  for (const out of outputs) {
+    const size = recordSize(out);
+    if (bytes > 0 && bytes + size > maxBytes) {
+      chunks.push([...byTopic.values()]);
+      byTopic = new Map();
+      bytes = 0;
+    }
+    let entry = byTopic.get(out.topic);
+    if (entry === undefined) byTopic.set(out.topic, (entry = { topic: out.topic, messages: [] }));
+    entry.messages.push(out.headers === undefined ? { key: out.key, value: out.value } : { key: out.key, value: out.value, headers: out.headers });
+    bytes += size;
+  }
+  if (bytes > 0) chunks.push([...byTopic.values()]);
+  return chunks;
+}
+
 class Stopped extends Error {}
 
 function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
@@ -261,15 +297,7 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
       const outputs = await options.handle(fresh, ctx.source);
       const transaction = await owner.producer.transaction();
       try {
-        if (outputs.length > 0) {
-          const byTopic = new Map<string, { key: string | Buffer | null; value: string | Buffer; headers?: Record<string, string | Buffer> }[]>();
-          for (const out of outputs) {
-            let list = byTopic.get(out.topic);
-            if (list === undefined) byTopic.set(out.topic, (list = []));
-            list.push(out.headers === undefined ? { key: out.key, value: out.value } : { key: out.key, value: out.value, headers: out.headers });
-          }
-          await transaction.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-        }
+        for (const chunk of produceChunks(outputs)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
         await transaction.sendOffsets({
           consumerGroupId: groupId,
           topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],

@@ -1,0 +1,25 @@
+# One image for every service and seed script: Node 24 runs the TypeScript sources directly
+# (type stripping), so there is no build step. Pick the program with the command, e.g.
+#   docker run IMAGE services/tick-deserializer/src/main.ts
+FROM node:24.21.0-bookworm-slim AS deps
+WORKDIR /app
+RUN npm install --global --no-fund --no-audit pnpm@10.34.9
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+COPY packages/shared/package.json packages/shared/
+COPY services/tick-deserializer/package.json services/tick-deserializer/
+COPY services/influx-writer/package.json services/influx-writer/
+RUN pnpm install --frozen-lockfile --prod --ignore-scripts
+
+FROM node:24.21.0-bookworm-slim
+ENV NODE_ENV=production METRICS_HOST=0.0.0.0 METRICS_PORT=9100
+WORKDIR /app
+COPY --from=deps /app /app
+COPY packages packages
+COPY services services
+COPY scripts scripts
+USER node
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:' + (process.env.METRICS_PORT || 9100) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+# node is PID 1 and handles SIGTERM itself (finish the batch, commit, exit 0).
+ENTRYPOINT ["node"]
+CMD ["services/tick-deserializer/src/main.ts"]

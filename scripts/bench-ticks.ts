@@ -7,7 +7,7 @@
  *      influx-writer into InfluxDB, sustained rows/s and consumer lag at the end;
  *   peak memory (RSS) of each service process.
  * Uses KAFKA_BROKERS / INFLUX_URL (scripts/bench.sh starts local ones when unset).
- *   node scripts/bench-ticks.ts [--validate 300000] [--backlog 300000] [--rate 20000] [--seconds 60]
+ *   node scripts/bench-ticks.ts [--validate 300000] [--backlog 300000] [--rate 20000] [--seconds 60] [--parts validate,backlog,e2e]
  */
 import { parseArgs } from 'node:util';
 import { createKafka, createLogger, InfluxClient, kafkaEnv, parseEnv, TOPICS, type ConsumedRecord } from '@tradeflow/shared';
@@ -23,12 +23,14 @@ const { values } = parseArgs({
     backlog: { type: 'string', default: '300000' },
     rate: { type: 'string', default: '20000' },
     seconds: { type: 'string', default: '60' },
+    parts: { type: 'string', default: 'validate,backlog,e2e' },
   },
 });
 const VALIDATE = Number(values.validate);
 const BACKLOG = Number(values.backlog);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
+const PARTS = new Set(values.parts.split(','));
 
 const logger = createLogger('bench', 'error');
 const env = parseEnv(kafkaEnv);
@@ -43,7 +45,7 @@ const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
 
 // 1. Validation alone, and line encoding beside it.
-{
+if (PARTS.has('validate')) {
   process.stderr.write('validation alone (one thread)...\n');
   const buffers = [...generateTicks({ count: VALIDATE, seed: 3, startTime: 1_700_000_000, spacingSeconds: 0.001 })].map((m) => Buffer.from(m.value));
   const rounds: number[] = [];
@@ -78,7 +80,7 @@ async function peakRss(service: ServiceProcess): Promise<number> {
 }
 
 // 2. tick-deserializer through Kafka: drain a backlog.
-{
+if (PARTS.has('backlog')) {
   process.stderr.write(`tick-deserializer through Kafka: loading a backlog of ${fmt(BACKLOG)} ticks...\n`);
   await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
   await runScript('queue-ticks.ts', ['--count', String(BACKLOG), '--seed', '4', '--quiet'], { LOG_LEVEL: 'error' });
@@ -98,7 +100,7 @@ async function peakRss(service: ServiceProcess): Promise<number> {
 }
 
 // 3. End to end at a fixed rate.
-{
+if (PARTS.has('e2e')) {
   process.stderr.write(`end to end: ${fmt(RATE)} ticks/s for ${SECONDS} s...\n`);
   await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
   const database = `bench_${Date.now()}`;

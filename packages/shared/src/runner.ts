@@ -199,7 +199,7 @@ function startConsumer(
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 3,
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 6,
       eachBatch: async (payload) => {
         const { batch } = payload;
         if (batch.isEmpty() || stopping) return;

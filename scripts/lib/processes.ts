@@ -28,6 +28,12 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
 }
 
+/** Services started here do not outlive the process that started them, whatever way it ends. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -65,6 +71,8 @@ export async function startService(name: string, options: StartOptions): Promise
     env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   const file = options.logFile === undefined ? undefined : createWriteStream(options.logFile, { flags: 'a' });
   let output = '';
   const keep = (chunk: Buffer) => {

@@ -8,3 +8,4 @@ export * from './metrics.ts';
 export * from './influx.ts';
 export * from './dlq.ts';
 export * from './service.ts';
+export * from './money.ts';

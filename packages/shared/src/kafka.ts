@@ -3,7 +3,8 @@
  * consumers and topic administration from here, so a change of client touches this file and
  * runner.ts only.
  */
-import { Kafka, logLevel, Partitioners, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
+import { AssignerProtocol, Kafka, logLevel, Partitioners, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
 import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
@@ -98,4 +99,105 @@ export async function ensureTopics(kafka: Kafka, definitions: readonly TopicDefi
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * Assigns partition p of every subscribed topic to the same member, so a consumer that joins
+ * co-partitioned topics by key sees all their records of one key (Kafka Streams' tasks).
+ * Partitions are dealt round robin over the members sorted by id.
+ */
+export const CoPartitionedAssigner: PartitionAssigner = ({ cluster }) => ({
+  name: 'CoPartitionedAssigner',
+  version: 0,
+  async assign({ members, topics }) {
+    const sortedMembers = members.map(({ memberId }) => memberId).sort();
+    const partitionCount = Math.max(...topics.map((topic) => cluster.findTopicPartitionMetadata(topic).length));
+    const assignment: Record<string, Record<string, number[]>> = {};
+    for (const memberId of sortedMembers) assignment[memberId] = {};
+    for (let partition = 0; partition < partitionCount; partition++) {
+      const memberId = sortedMembers[partition % sortedMembers.length]!;
+      for (const topic of topics) {
+        if (partition >= cluster.findTopicPartitionMetadata(topic).length) continue;
+        (assignment[memberId]![topic] ??= []).push(partition);
+      }
+    }
+    return sortedMembers.map((memberId) => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: assignment[memberId]!, userData: Buffer.alloc(0) }),
+    }));
+  },
+  protocol({ topics }) {
+    return { name: 'CoPartitionedAssigner', metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }) };
+  },
+});
+
+export interface ChangelogEntry {
+  readonly key: string;
+  readonly value: Buffer | null;
+}
+
+/**
+ * Reads the committed records of some partitions of a topic from their beginning to their end
+ * (the end as it is when called), oldest first. Used to rebuild a task's state from its changelog
+ * after the task's transactional producer fenced any earlier owner, so nothing is in flight there.
+ */
+export async function readPartitionsToEnd(
+  kafka: Kafka,
+  topic: string,
+  partitions: readonly number[],
+  groupPrefix: string,
+  timeoutMs = 120_000,
+): Promise<Map<number, ChangelogEntry[]>> {
+  const result = new Map<number, ChangelogEntry[]>(partitions.map((p) => [p, []]));
+  const admin = kafka.admin();
+  await admin.connect();
+  let ends: Map<number, bigint>;
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    ends = new Map(
+      offsets.filter((o) => partitions.includes(o.partition) && BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high)]),
+    );
+  } finally {
+    await admin.disconnect();
+  }
+  if (ends.size === 0) return result;
+
+  const consumer = kafka.consumer({
+    groupId: `${groupPrefix}-restore-${randomUUID()}`,
+    readUncommitted: false,
+    maxBytesPerPartition: 8 * 1024 * 1024,
+    maxWaitTimeInMs: 100,
+  });
+  const pending = new Set(ends.keys());
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    if (payload.topic !== topic || !pending.has(payload.partition)) return;
+    if (BigInt(payload.lastOffset) + 1n >= ends.get(payload.partition)!) {
+      pending.delete(payload.partition);
+      if (pending.size === 0) finish();
+    }
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        const entries = result.get(batch.partition);
+        if (entries === undefined || !pending.has(batch.partition)) return;
+        for (const m of batch.messages) entries.push({ key: m.key?.toString() ?? '', value: m.value });
+      },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      finished,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`reading ${topic} partitions ${[...pending].join(',')} to their end timed out`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  } finally {
+    await consumer.disconnect();
+  }
+  return result;
 }

@@ -11,12 +11,17 @@
  * - runSink: Kafka in, an external store out (InfluxDB), at least once with idempotent writes:
  *   offsets are committed only after the store acknowledged the batch.
  *
- * Both retry with capped exponential backoff while Kafka or the store is unreachable, and stop
+ * - runStateful: Kafka in, Kafka out, exactly once, with state. A task is partition p of every
+ *   input topic (co-partitioned, assigned together); its state is rebuilt from partition p of a
+ *   changelog topic, and each batch commits its outputs, its state changes (to the changelog) and
+ *   its input offsets in one transaction of the task's own transactional producer.
+ *
+ * All retry with capped exponential backoff while Kafka or the store is unreachable, and stop
  * cleanly: stop() lets the batch in hand finish (or abandons it uncommitted if it cannot), then
  * leaves the group.
  */
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, Producer } from 'kafkajs';
-import { defaultPartitioner } from './kafka.ts';
+import { CoPartitionedAssigner, defaultPartitioner, readPartitionsToEnd, type ChangelogEntry } from './kafka.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
 
@@ -34,8 +39,11 @@ export interface ConsumedRecord {
 export interface ProducedRecord {
   readonly topic: string;
   readonly key: string | Buffer | null;
-  readonly value: string | Buffer;
+  /** null is a tombstone (deletes the key from a compacted topic). */
+  readonly value: string | Buffer | null;
   readonly headers?: Record<string, string | Buffer>;
+  /** An explicit partition; by default the key decides. */
+  readonly partition?: number;
 }
 
 export interface TopicPartition {
@@ -54,6 +62,8 @@ export interface RunnerOptions {
   /** Max bytes fetched per partition and request; bounds the size of one batch. */
   readonly maxBytesPerPartition?: number;
   readonly partitionsConsumedConcurrently?: number;
+  /** Assign partition p of every input topic to one member (for joins of co-partitioned topics). */
+  readonly coPartitioned?: boolean;
 }
 
 export interface TransformOptions extends RunnerOptions {
@@ -81,10 +91,11 @@ const INITIAL_BACKOFF_MS = 100;
  */
 const MAX_PRODUCE_CHUNK_BYTES = 512 * 1024;
 
-type TopicMessages = { topic: string; messages: { key: string | Buffer | null; value: string | Buffer; headers?: Record<string, string | Buffer> }[] };
+type OutgoingMessage = { key: string | Buffer | null; value: string | Buffer | null; headers?: Record<string, string | Buffer>; partition?: number };
+type TopicMessages = { topic: string; messages: OutgoingMessage[] };
 
 function recordSize(record: ProducedRecord): number {
-  let size = 64 + (record.key?.length ?? 0) + record.value.length;
+  let size = 64 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
   if (record.headers !== undefined) for (const [name, value] of Object.entries(record.headers)) size += name.length + value.length + 8;
   return size;
 }
@@ -103,7 +114,10 @@ export function produceChunks(outputs: readonly ProducedRecord[], maxBytes = MAX
     }
     let entry = byTopic.get(out.topic);
     if (entry === undefined) byTopic.set(out.topic, (entry = { topic: out.topic, messages: [] }));
-    entry.messages.push(out.headers === undefined ? { key: out.key, value: out.value } : { key: out.key, value: out.value, headers: out.headers });
+    const message: OutgoingMessage = { key: out.key, value: out.value };
+    if (out.headers !== undefined) message.headers = out.headers;
+    if (out.partition !== undefined) message.partition = out.partition;
+    entry.messages.push(message);
     bytes += size;
   }
   if (bytes > 0) chunks.push([...byTopic.values()]);
@@ -178,6 +192,7 @@ function startConsumer(
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
+    ...(options.coPartitioned === true ? { partitionAssigners: [CoPartitionedAssigner] } : {}),
   });
   let stopping = false;
   const isStopping = () => stopping;
@@ -360,4 +375,151 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
     }
   };
   return startConsumer(options, processBatch, onAssignment, async () => undefined);
+}
+
+export interface StateUpdate {
+  readonly outputs: readonly ProducedRecord[];
+  /** Changes of the task's state, written to its changelog partition (value null deletes a key). */
+  readonly changelog: readonly ChangelogEntry[];
+}
+
+export interface StatefulHandler<S> {
+  /** Rebuilds a task's state from its changelog (oldest first; later entries of a key win). */
+  restore(entries: readonly ChangelogEntry[], partition: number): S;
+  /** Applies one batch of one input topic-partition to the state, in place. */
+  process(state: S, records: readonly ConsumedRecord[], source: TopicPartition): StateUpdate;
+}
+
+export interface StatefulOptions<S> extends RunnerOptions {
+  readonly transactionalIdPrefix: string;
+  /** Compacted topic with the same partition count as the inputs. */
+  readonly changelogTopic: string;
+  readonly handler: StatefulHandler<S>;
+  /** Called after a task's state was rebuilt (for metrics and logs). */
+  readonly onRestored?: (partition: number, state: S, entries: number, ms: number) => void;
+}
+
+/** Kafka → Kafka with state, exactly once (see the file comment). */
+export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
+  const { kafka, logger, metrics, groupId, topics } = options;
+  const admin: Admin = kafka.admin();
+  await admin.connect();
+
+  interface Task {
+    readonly partition: number;
+    readonly producer: Producer;
+    readonly committed: Map<string, bigint>;
+    readonly state: S;
+  }
+  const tasks = new Map<number, Promise<Task>>();
+  const locks = new Map<number, Promise<void>>();
+
+  /** Runs `fn` after every earlier call for the same task: one batch of a task at a time. */
+  const withTaskLock = (partition: number, fn: () => Promise<void>): Promise<void> => {
+    const previous = locks.get(partition) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    locks.set(partition, settled);
+    void settled.then(() => {
+      if (locks.get(partition) === settled) locks.delete(partition);
+    });
+    return next;
+  };
+
+  const openTask = async (partition: number): Promise<Task> => {
+    const producer = kafka.producer({
+      transactionalId: `${options.transactionalIdPrefix}-${partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      createPartitioner: defaultPartitioner,
+      retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
+    });
+    try {
+      const started = Date.now();
+      // Fence any earlier owner first: after this, the changelog and the offsets are final.
+      await producer.connect();
+      const committed = new Map<string, bigint>();
+      for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics: [...topics] })) {
+        const found = partitions.find((p) => p.partition === partition);
+        committed.set(topic, found === undefined || BigInt(found.offset) < 0n ? 0n : BigInt(found.offset));
+      }
+      const entries = (await readPartitionsToEnd(kafka, options.changelogTopic, [partition], groupId)).get(partition) ?? [];
+      const state = options.handler.restore(entries, partition);
+      options.onRestored?.(partition, state, entries.length, Date.now() - started);
+      logger.info({ partition, changelogEntries: entries.length, ms: Date.now() - started }, 'task state restored');
+      return { partition, producer, committed, state };
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined);
+      throw error;
+    }
+  };
+
+  const taskFor = (partition: number): Promise<Task> => {
+    let entry = tasks.get(partition);
+    if (entry === undefined) {
+      entry = openTask(partition);
+      tasks.set(partition, entry);
+      entry.catch(() => tasks.delete(partition));
+    }
+    return entry;
+  };
+
+  const closeTask = async (partition: number): Promise<void> => {
+    const entry = tasks.get(partition);
+    tasks.delete(partition);
+    for (const topic of topics) metrics.forgetLag(topic, partition);
+    if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
+  };
+
+  const processBatch = (ctx: BatchContext, isStopping: () => boolean): Promise<void> =>
+    withTaskLock(ctx.source.partition, () =>
+      retrying('transaction', ctx, options, isStopping, async () => {
+        const task = await taskFor(ctx.source.partition);
+        const floor = task.committed.get(ctx.source.topic) ?? 0n;
+        const fresh = ctx.records.filter((r) => BigInt(r.offset) >= floor);
+        if (fresh.length === 0) return;
+        const transaction = await task.producer.transaction();
+        let update: StateUpdate;
+        try {
+          update = options.handler.process(task.state, fresh, ctx.source);
+          const changelog: ProducedRecord[] = update.changelog.map((entry) => ({
+            topic: options.changelogTopic,
+            partition: task.partition,
+            key: entry.key,
+            value: entry.value,
+          }));
+          for (const chunk of produceChunks([...update.outputs, ...changelog])) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+          await transaction.sendOffsets({
+            consumerGroupId: groupId,
+            topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
+          });
+          await transaction.commit();
+        } catch (error) {
+          await transaction.abort().catch(() => undefined);
+          // The in-memory state may hold uncommitted changes: rebuild it from the changelog.
+          await closeTask(ctx.source.partition);
+          throw error;
+        }
+        task.committed.set(ctx.source.topic, BigInt(ctx.nextOffset));
+        metrics.consumed += fresh.length;
+        for (const out of update.outputs) {
+          if (out.topic.endsWith('.dlq')) metrics.dlq++;
+          else metrics.produced++;
+        }
+      }),
+    );
+
+  const onAssignment = async (assigned: readonly TopicPartition[]) => {
+    const keep = new Set(assigned.map((tp) => tp.partition));
+    await Promise.all([...tasks.keys()].filter((p) => !keep.has(p)).map((p) => withTaskLock(p, () => closeTask(p))));
+  };
+
+  const onStop = async () => {
+    await Promise.all([...tasks.keys()].map((p) => closeTask(p)));
+    await admin.disconnect();
+  };
+
+  logger.info({ groupId, changelogTopic: options.changelogTopic }, 'starting exactly-once stateful transform');
+  return startConsumer({ ...options, coPartitioned: true }, processBatch, onAssignment, onStop);
 }

@@ -141,6 +141,8 @@ export const Execution = z.object({
   requested_price: Price,
   timestamp: EpochSeconds,
   allocations: z.array(Allocation).min(1).optional(),
+  /** Blocks of netted priority-2 orders: the net side; FLAT when buys and sells offset exactly. */
+  net_side: z.enum(['BUY', 'SELL', 'FLAT']).optional(),
 });
 export type Execution = z.infer<typeof Execution>;
 

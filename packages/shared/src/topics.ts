@@ -11,8 +11,10 @@ export const TOPICS = {
   ordersDlq: 'orders.dlq',
   orderComponents: 'orders.components',
   executions: 'executions',
+  executionsDlq: 'executions.dlq',
   fills: 'fills',
   positions: 'positions',
+  matcherState: 'order-matcher.state',
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
@@ -46,8 +48,10 @@ export function topicDefinitions(partitions: number = DEFAULT_PARTITIONS): reado
     { name: TOPICS.ordersDlq, key: 'original key', partitions, cleanupPolicy: 'delete', description: 'orders that failed validation, original bytes, reason in headers' },
     { name: TOPICS.orderComponents, key: 'symbol', partitions, cleanupPolicy: 'delete', coPartitionGroup: 'symbol', description: 'one component order per symbol of a portfolio order' },
     { name: TOPICS.executions, key: 'symbol', partitions, cleanupPolicy: 'delete', description: 'market orders ready to execute, with allocations' },
+    { name: TOPICS.executionsDlq, key: 'original key', partitions, cleanupPolicy: 'delete', description: 'executions that failed validation, original bytes, reason in headers' },
     { name: TOPICS.fills, key: 'taxpayer_id', partitions, cleanupPolicy: 'delete', description: 'one fill per allocation' },
-    { name: TOPICS.positions, key: 'taxpayer_id', partitions, cleanupPolicy: 'compact', description: 'account snapshots: shares per symbol and cash' },
+    { name: TOPICS.positions, key: 'taxpayer_id', partitions, cleanupPolicy: 'compact', description: 'account snapshots: shares per symbol and cash; also fill-publisher\'s changelog' },
+    { name: TOPICS.matcherState, key: 'state entry', partitions, cleanupPolicy: 'compact', coPartitionGroup: 'symbol', description: 'order-matcher\'s changelog: latest prices and pending component orders per partition' },
   ];
 }
 

@@ -1,0 +1,68 @@
+import type { Fill } from '@tradeflow/shared';
+import { describe, expect, it } from 'vitest';
+import { Random } from '../../../scripts/lib/random.ts';
+import { PositionBook } from './positions.ts';
+
+/** Decimal text → micro-units by string arithmetic, independent of the code under test. */
+function microsOfText(text: string): bigint {
+  const negative = text.startsWith('-');
+  const [whole, fraction = ''] = (negative ? text.slice(1) : text).split('.');
+  const micros = BigInt(whole!) * 1_000_000n + BigInt(fraction.padEnd(6, '0'));
+  return negative ? -micros : micros;
+}
+
+const fill = (taxpayer_id: number, symbol: string, delta_shares_position: number, delta_cash_position: number, n: number): Fill => ({
+  taxpayer_id, portfolio_order_id: '0b0a1c9e-4a4e-4d7e-9a53-3f1b3e0c9a11', component_order_id: `c${n}`, market_order_id: `m${n}`, execution_id: `e${n}`, fill_id: `f${n}`,
+  symbol, order_type: delta_shares_position >= 0 ? 'BUY' : 'SELL', filled_amount: Math.abs(delta_cash_position), filled_shares: Math.abs(delta_shares_position), filled_price: 1,
+  delta_shares_position, delta_cash_position, timestamp: 1_700_000_000 + n,
+});
+
+describe('PositionBook', () => {
+  it('sums shares per symbol and cash', () => {
+    const book = new PositionBook();
+    book.apply(fill(1, 'IVE', 10.616753, -999.999991, 1));
+    book.apply(fill(1, 'IVE', -3.940886, 399.999929, 2));
+    book.apply(fill(1, 'VTI', 0.1, -10.55, 3));
+    expect(PositionBook.snapshot(book.accounts.get(1)!)).toEqual({
+      taxpayer_id: 1, shares: { IVE: 6.675867, VTI: 0.1 }, cash: -610.550062, fills: 3, timestamp: 1_700_000_003,
+    });
+  });
+
+  it('equals the exact sum of 100,000 random fills to the last digit (no floating-point drift)', () => {
+    const rng = new Random(2024);
+    const symbols = ['VTI', 'IVE', 'IWS', 'AAPL', 'MSFT'];
+    const book = new PositionBook();
+    const expected = new Map<string, bigint>();
+    const add = (key: string, text: string) => expected.set(key, (expected.get(key) ?? 0n) + microsOfText(text));
+    for (let n = 0; n < 100_000; n++) {
+      const taxpayer = rng.int(1, 50);
+      const symbol = rng.pick(symbols);
+      const sign = rng.next() < 0.5 ? -1 : 1;
+      const shares = Number((rng.int(1, 50_000_000) / 1e6).toFixed(6)) * sign;
+      const cash = Number((rng.int(1, 5_000_000_000) / 1e6).toFixed(6)) * -sign;
+      const f = JSON.parse(JSON.stringify(fill(taxpayer, symbol, shares, cash, n))) as Fill;
+      book.apply(f);
+      add(`${taxpayer}/${symbol}`, JSON.stringify(f.delta_shares_position));
+      add(`${taxpayer}/cash`, JSON.stringify(f.delta_cash_position));
+    }
+    let checked = 0;
+    for (const [taxpayer, account] of book.accounts) {
+      const snapshot = JSON.parse(JSON.stringify(PositionBook.snapshot(account))) as { cash: number; shares: Record<string, number> };
+      expect(microsOfText(JSON.stringify(snapshot.cash))).toBe(expected.get(`${taxpayer}/cash`));
+      for (const [symbol, shares] of Object.entries(snapshot.shares)) {
+        expect(microsOfText(JSON.stringify(shares))).toBe(expected.get(`${taxpayer}/${symbol}`));
+        checked++;
+      }
+    }
+    expect(checked).toBe(250);
+  });
+
+  it('restores accounts from their snapshots exactly', () => {
+    const book = new PositionBook();
+    book.apply(fill(3, 'IVE', 1.000001, -94.190756, 1));
+    const restored = new PositionBook();
+    restored.restoreSnapshot(JSON.parse(JSON.stringify(PositionBook.snapshot(book.accounts.get(3)!))));
+    restored.apply(fill(3, 'IVE', 0.999999, -5.809244, 2));
+    expect(PositionBook.snapshot(restored.accounts.get(3)!)).toEqual({ taxpayer_id: 3, shares: { IVE: 2 }, cash: -100, fills: 2, timestamp: 1_700_000_002 });
+  });
+});

@@ -1,0 +1,69 @@
+/** Rule 1: a portfolio order becomes one component order per symbol, amount × weight, exactly. */
+import {
+  deadLetter,
+  describeIssues,
+  fromMicros,
+  PortfolioOrder,
+  splitByWeights,
+  toMicros,
+  TOPICS,
+  type ComponentOrder,
+  type ConsumedRecord,
+  type ProducedRecord,
+} from '@tradeflow/shared';
+
+export const SERVICE_NAME = 'order-matcher';
+
+/**
+ * Component amounts are the order's amount split by weight in micro-dollars, so they sum exactly
+ * to the amount. A component whose share rounds to nothing is left out.
+ */
+export function splitPortfolioOrder(order: PortfolioOrder): ComponentOrder[] {
+  const parts = splitByWeights(toMicros(order.amount), order.portfolio.map((c) => c.weight));
+  const components: ComponentOrder[] = [];
+  order.portfolio.forEach((component, i) => {
+    const micros = parts[i]!;
+    if (micros <= 0n) return;
+    components.push({
+      taxpayer_id: order.taxpayer_id,
+      portfolio_order_id: order.portfolio_order_id,
+      component_order_id: `${order.portfolio_order_id}/${component.symbol}`,
+      order_type: order.order_type,
+      symbol: component.symbol,
+      amount: fromMicros(micros),
+      priority: order.priority,
+      timestamp: order.timestamp,
+    });
+  });
+  return components;
+}
+
+export type ParsedOrder = { readonly ok: true; readonly order: PortfolioOrder } | { readonly ok: false; readonly reason: string };
+
+export function parsePortfolioOrder(bytes: Buffer | null): ParsedOrder {
+  if (bytes === null || bytes.length === 0) return { ok: false, reason: 'empty message' };
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (error) {
+    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
+  }
+  const parsed = PortfolioOrder.safeParse(json);
+  return parsed.success ? { ok: true, order: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
+}
+
+/** A batch of `orders` → component orders keyed by symbol, and dead letters for invalid orders. */
+export function splitOrders(records: readonly ConsumedRecord[]): ProducedRecord[] {
+  const out: ProducedRecord[] = [];
+  for (const record of records) {
+    const parsed = parsePortfolioOrder(record.value);
+    if (!parsed.ok) {
+      out.push(deadLetter(record, TOPICS.ordersDlq, parsed.reason, SERVICE_NAME));
+      continue;
+    }
+    for (const component of splitPortfolioOrder(parsed.order)) {
+      out.push({ topic: TOPICS.orderComponents, key: component.symbol, value: JSON.stringify(component) });
+    }
+  }
+  return out;
+}

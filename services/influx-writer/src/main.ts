@@ -1,5 +1,6 @@
 /**
- * influx-writer: prices ──▶ InfluxDB (measurement bid_ask). One /write per consumed batch; offsets
+ * influx-writer: prices, orders, executions, fills ──▶ InfluxDB (bid_ask, portfolio_orders,
+ * executions, fills). One /write per consumed batch; offsets
  * are committed only after InfluxDB acknowledged it. InfluxDB down: the batch waits and is retried
  * with capped backoff, nothing is committed meanwhile.
  */
@@ -35,7 +36,7 @@ runService(SERVICE_NAME, async (logger) => {
     INFLUX_GZIP_LEVEL: envInt(0, 9).default(1),
     INFLUX_TOPICS: z
       .string()
-      .default(TOPICS.prices)
+      .default([TOPICS.prices, TOPICS.orders, TOPICS.executions, TOPICS.fills].join(','))
       .transform((s) => s.split(',').map((t) => t.trim()).filter((t) => t.length > 0))
       .pipe(z.array(z.enum(Object.keys(ENCODERS) as [string, ...string[]], { error: `must list topics among: ${Object.keys(ENCODERS).join(', ')}` })).min(1)),
   });

@@ -60,3 +60,39 @@ describe('line protocol escaping (Point, as the encoders use it)', () => {
     expect(line).toBe('m a\\ b\\,c\\=d=2.5 5');
   });
 });
+
+describe('order flow measurements', () => {
+  const ID = '0b0a1c9e-4a4e-4d7e-9a53-3f1b3e0c9a11';
+  const record = (topic: string, partition: number, offset: string, value: object): ConsumedRecord => ({
+    topic, partition, offset, key: null, value: Buffer.from(JSON.stringify(value)), headers: {}, timestamp: '0',
+  });
+
+  it('writes portfolio_orders with order_type, priority and partition tags, ids as fields', () => {
+    const order = { taxpayer_id: 42, portfolio_order_id: ID, order_type: 'BUY', amount: 1000.5, portfolio: [['VTI', 0.6], ['IVE', 0.4]], priority: 2, timestamp: 1700000000.25 };
+    expect(encodeBatch([record(TOPICS.orders, 3, '9', order)])).toEqual({
+      lines: [`portfolio_orders,kafka_partition=3,order_type=BUY,priority=2 amount=1000.5,components=2i,portfolio_order_id="${ID}",taxpayer_id=42i 1700000000250000009`],
+      rejected: [],
+    });
+  });
+
+  it('writes executions with symbol and order_type tags', () => {
+    const execution = {
+      taxpayer_id: 42, portfolio_order_id: ID, component_order_id: `${ID}/IVE`, market_order_id: `mo:${ID}/IVE`, execution_id: `ex:${ID}/IVE`,
+      order_type: 'SELL', symbol: 'IVE', requested_amount: 500, requested_shares: 5.320627, requested_price: 93.97388, timestamp: 1700000001,
+    };
+    expect(encodeBatch([record(TOPICS.executions, 0, '1', execution)]).lines).toEqual([
+      `executions,kafka_partition=0,order_type=SELL,symbol=IVE allocations=1i,execution_id="ex:${ID}/IVE",market_order_id="mo:${ID}/IVE",net_side="SELL",requested_amount=500,requested_price=93.97388,requested_shares=5.320627 1700000001000000001`,
+    ]);
+  });
+
+  it('writes fills with deltas and the order→fill latency in milliseconds', () => {
+    const fill = {
+      taxpayer_id: 42, portfolio_order_id: ID, component_order_id: `${ID}/IVE`, market_order_id: `mo:${ID}/IVE`, execution_id: `ex:${ID}/IVE`, fill_id: `ex:${ID}/IVE/${ID}/IVE`,
+      symbol: 'IVE', order_type: 'BUY', filled_amount: 999.999991, filled_shares: 10.616753, filled_price: 94.190756,
+      delta_shares_position: 10.616753, delta_cash_position: -999.999991, timestamp: 1700000002.0125, order_timestamp: 1700000002,
+    };
+    expect(encodeBatch([record(TOPICS.fills, 5, '1000001', fill)]).lines).toEqual([
+      `fills,kafka_partition=5,order_type=BUY,symbol=IVE delta_cash_position=-999.999991,delta_shares_position=10.616753,execution_id="ex:${ID}/IVE",fill_id="ex:${ID}/IVE/${ID}/IVE",filled_amount=999.999991,filled_price=94.190756,filled_shares=10.616753,latency_ms=12.5,portfolio_order_id="${ID}",taxpayer_id=42i 1700000002012000001`,
+    ]);
+  });
+});

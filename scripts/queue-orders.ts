@@ -9,7 +9,7 @@ import { generateOrders } from './lib/orders.ts';
 const NAME = 'queue-orders';
 const { values, env, number } = parseFeedArgs(
   NAME,
-  ' [--accounts N] [--pairs] [--priority 1|2] [--invalid N] [--symbols VTI,IVE,...] [--max-components N]',
+  ' [--accounts N] [--pairs] [--priority 1|2] [--invalid N] [--symbols VTI,IVE,...] [--max-components N] [--start-time EPOCH_SECONDS] [--spacing SECONDS]',
   { count: 100, topic: TOPICS.orders },
   {
     accounts: { type: 'string', default: '1000' },
@@ -18,6 +18,8 @@ const { values, env, number } = parseFeedArgs(
     invalid: { type: 'string', default: '0' },
     symbols: { type: 'string' },
     'max-components': { type: 'string', default: '5' },
+    'start-time': { type: 'string' },
+    spacing: { type: 'string', default: '0.001' },
   },
 );
 const priority = values['priority'];
@@ -27,6 +29,10 @@ if (priority !== undefined && priority !== '1' && priority !== '2') {
 }
 const count = number('count', 0);
 const invalid = number('invalid', 0);
+/** With --start-time, order i is stamped start + i × spacing (reproducible); else the wall clock. */
+let sequence = 0;
+const startTime = typeof values['start-time'] === 'string' ? number('start-time', 0) : undefined;
+const spacing = number('spacing', 0);
 const summary = await runFeed(
   {
     name: NAME,
@@ -45,6 +51,7 @@ const summary = await runFeed(
     pairs: values['pairs'] === true,
     invalid,
     maxComponents: number('max-components', 1),
+    ...(startTime === undefined ? {} : { timestamp: () => startTime + sequence++ * spacing }),
     ...(priority === undefined ? {} : { priority: Number(priority) as 1 | 2 }),
     ...(typeof values['symbols'] === 'string' ? { symbols: values['symbols'].split(',').map((s) => s.trim().toUpperCase()) } : {}),
   }),

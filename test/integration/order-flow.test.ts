@@ -1,0 +1,131 @@
+/**
+ * The order flow on a real broker: orders → order-matcher (split, match) → executions →
+ * fill-publisher → fills and positions, exactly once even when services are killed or rebalanced.
+ */
+import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
+import { generateOrders } from '../../scripts/lib/orders.ts';
+import { readTopic, resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
+
+let kafka: Kafka;
+
+beforeEach(async () => {
+  kafka = testKafka();
+  await resetTopics(kafka);
+});
+
+afterEach(async () => {
+  await stopAllServices();
+});
+
+async function produce(topic: string, messages: { key: string; value: object }[]): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await producer.send({ topic, acks: -1, messages: messages.map((m) => ({ key: m.key, value: JSON.stringify(m.value) })) });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** Latest snapshot per account from the compacted positions topic (records read in order). */
+async function latestPositions(count: number): Promise<Map<number, Position>> {
+  const records = await readTopic(kafka, TOPICS.positions, count);
+  const latest = new Map<number, Position>();
+  for (const r of records) {
+    const p = JSON.parse(r.value.toString()) as Position;
+    const seen = latest.get(p.taxpayer_id);
+    if (seen === undefined || p.fills >= seen.fills) latest.set(p.taxpayer_id, p);
+  }
+  return latest;
+}
+
+const micros = (x: number) => BigInt(Math.round(x * 1e6));
+
+/** Positions computed from fills with exact micro-unit sums. */
+function sumFills(fills: readonly Fill[]): Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }> {
+  const sums = new Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }>();
+  for (const f of fills) {
+    const account = sums.get(f.taxpayer_id) ?? { shares: new Map<string, bigint>(), cash: 0n, fills: 0 };
+    account.shares.set(f.symbol, (account.shares.get(f.symbol) ?? 0n) + micros(f.delta_shares_position));
+    account.cash += micros(f.delta_cash_position);
+    account.fills++;
+    sums.set(f.taxpayer_id, account);
+  }
+  return sums;
+}
+
+function expectPositionsEqualFills(positions: Map<number, Position>, fills: readonly Fill[]): void {
+  const sums = sumFills(fills);
+  expect(positions.size).toBe(sums.size);
+  for (const [taxpayer, sum] of sums) {
+    const position = positions.get(taxpayer)!;
+    expect(position.fills, `fills of ${taxpayer}`).toBe(sum.fills);
+    expect(micros(position.cash), `cash of ${taxpayer}`).toBe(sum.cash);
+    for (const [symbol, shares] of sum.shares) expect(micros(position.shares[symbol] ?? 0), `${symbol} of ${taxpayer}`).toBe(shares);
+  }
+}
+
+const ID = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+
+describe('order flow', () => {
+  it('a scripted scenario yields exactly the expected fills and positions; orders before any price execute on the first price', async () => {
+    const group = uniqueName('it');
+    const matcher = await startService('order-matcher', { GROUP_ID: `${group}-matcher`, MAX_PRICE_AGE_MS: '5000', NETTING_WINDOW_MS: '1000' });
+    await startService('fill-publisher', { GROUP_ID: `${group}-fills` });
+    const T = Math.floor(Date.now() / 1000) - 60;
+    const consumed = async (n: number) => waitFor(`order-matcher to consume ${n} records`, async () => ((await matcher.metrics()).consumed >= n ? true : undefined));
+    const tick = (symbol: string, at: number, bid: number, ask: number) => ({ key: symbol, value: { symbol, exchange: 'NYSEARCA', bid, ask, timestamp: T + at } });
+    const portfolio = (n: number, taxpayer_id: number, order_type: string, amount: number, portfolio: [string, number][], priority: number, at: number) => ({
+      key: ID(n),
+      value: { taxpayer_id, portfolio_order_id: ID(n), order_type, amount, portfolio, priority, timestamp: T + at },
+    });
+
+    await produce(TOPICS.prices, [tick('IVE', 0, 93.97388, 94.190756), tick('VTI', 0, 105.5, 105.52)]);
+    await consumed(2);
+    await produce(TOPICS.orders, [
+      portfolio(1, 1, 'BUY', 1000, [['IVE', 0.6], ['VTI', 0.4]], 1, 1),
+      portfolio(2, 2, 'SELL', 500, [['IVE', 1]], 1, 1),
+      portfolio(3, 1, 'BUY', 250, [['IWS', 1]], 1, 1),
+    ]);
+    await consumed(2 + 3 + 4);
+    const early = await readTopic(kafka, TOPICS.fills, 3);
+    expect(early.map((r) => JSON.parse(r.value.toString()).component_order_id).sort()).toEqual([`${ID(1)}/IVE`, `${ID(1)}/VTI`, `${ID(2)}/IVE`]);
+
+    await produce(TOPICS.prices, [tick('IWS', 2, 72.8, 72.85)]);
+    await consumed(10);
+    await produce(TOPICS.orders, [portfolio(4, 3, 'BUY', 1000, [['IVE', 1]], 2, 3.2), portfolio(5, 4, 'SELL', 400, [['IVE', 1]], 2, 3.5)]);
+    await consumed(14);
+    await produce(TOPICS.prices, [tick('IVE', 4, 94, 94.5)]);
+
+    const fills = (await readTopic(kafka, TOPICS.fills, 6)).map((r) => JSON.parse(r.value.toString()) as Fill);
+    const view = fills
+      .map((f) => [f.component_order_id.replace(/^0+-0+-4000-8000-0+/, ''), f.taxpayer_id, f.order_type, f.filled_price, f.filled_shares, f.filled_amount, f.delta_shares_position, f.delta_cash_position])
+      .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    expect(view).toEqual([
+      ['1/IVE', 1, 'BUY', 94.190756, 6.370051, 599.999919, 6.370051, -599.999919],
+      ['1/VTI', 1, 'BUY', 105.52, 3.79075, 399.99994, 3.79075, -399.99994],
+      ['2/IVE', 2, 'SELL', 93.97388, 5.320627, 499.999963, -5.320627, 499.999963],
+      ['3/IWS', 1, 'BUY', 72.85, 3.431708, 249.999928, 3.431708, -249.999928],
+      ['4/IVE', 3, 'BUY', 94.5, 10.58201, 999.999945, 10.58201, -999.999945],
+      ['5/IVE', 4, 'SELL', 94.5, 4.232804, 399.999978, -4.232804, 399.999978],
+    ]);
+    const block = fills.filter((f) => f.taxpayer_id === 3 || f.taxpayer_id === 4);
+    expect(block).toHaveLength(2);
+    expect(block[0]!.execution_id).toMatch(/^blk:/);
+    expect(block[1]!.execution_id).toBe(block[0]!.execution_id);
+
+    const executions = (await readTopic(kafka, TOPICS.executions, 5)).map((r) => JSON.parse(r.value.toString()) as { net_side?: string; requested_amount: number; requested_shares: number });
+    expect(executions).toHaveLength(5);
+    expect(executions.filter((e) => e.net_side !== undefined).map((e) => [e.net_side, e.requested_amount, e.requested_shares])).toEqual([['BUY', 600, 6.349206]]);
+
+    const positions = await latestPositions(4);
+    expect(Object.fromEntries([...positions].map(([k, p]) => [k, { shares: p.shares, cash: p.cash, fills: p.fills }]))).toEqual({
+      1: { shares: { IVE: 6.370051, IWS: 3.431708, VTI: 3.79075 }, cash: -1249.999787, fills: 3 },
+      2: { shares: { IVE: -5.320627 }, cash: 499.999963, fills: 1 },
+      3: { shares: { IVE: 10.58201 }, cash: -999.999945, fills: 1 },
+      4: { shares: { IVE: -4.232804 }, cash: 399.999978, fills: 1 },
+    });
+  });
+});

@@ -5,9 +5,12 @@ FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 RUN npm install --global --no-fund --no-audit pnpm@10.34.9
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+COPY patches patches
 COPY packages/shared/package.json packages/shared/
 COPY services/tick-deserializer/package.json services/tick-deserializer/
 COPY services/influx-writer/package.json services/influx-writer/
+COPY services/order-matcher/package.json services/order-matcher/
+COPY services/fill-publisher/package.json services/fill-publisher/
 RUN pnpm install --frozen-lockfile --prod --ignore-scripts
 
 FROM node:24.21.0-bookworm-slim

@@ -37,8 +37,10 @@ export const resetTopics = (kafka: Kafka) => resetAllTopics(kafka, quietLogger);
 const running = new Set<ServiceProcess>();
 
 export async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
+  const logDir = process.env['TEST_LOG_DIR'];
   const service = await startServiceProcess(name, {
     env: { KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), LOG_LEVEL: 'info', RETRY_MAX_MS: '1000', ...env },
+    ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}.log` }),
   });
   running.add(service);
   void service.exited.then(() => running.delete(service));

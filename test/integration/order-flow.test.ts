@@ -129,3 +129,122 @@ describe('order flow', () => {
     });
   });
 });
+
+describe('order flow under failure', () => {
+  const SYMBOLS = ['VTI', 'IVE', 'IWS', 'SPY', 'AAPL', 'MSFT', 'JPM', 'XOM', 'KO', 'PG'];
+  const ORDERS = 50_000;
+
+  /** Starts a 50,000-order run whose prices are all fresh; returns the component orders it must fill. */
+  async function startRun(seed: number): Promise<{ expected: Set<string>; feed: Promise<string> }> {
+    const start = Math.floor(Date.now() / 1000) - 600;
+    await produce(
+      TOPICS.prices,
+      SYMBOLS.map((symbol, i) => ({ key: symbol, value: { symbol, exchange: 'NYSE', bid: 50 + i, ask: 50.05 + i, timestamp: start + 100 } })),
+    );
+    let sequence = 0;
+    const expected = new Set<string>();
+    for (const message of generateOrders({ count: ORDERS, seed, accounts: 1000, symbols: SYMBOLS, timestamp: () => start + sequence++ * 0.001 })) {
+      for (const component of splitPortfolioOrder(message.order as never)) expected.add(component.component_order_id);
+    }
+    const feed = runScript('queue-orders.ts', [
+      '--count', String(ORDERS), '--seed', String(seed), '--accounts', '1000', '--symbols', SYMBOLS.join(','),
+      '--start-time', String(start), '--spacing', '0.001', '--quiet',
+    ]);
+    return { expected, feed };
+  }
+
+  async function producedBy(service: ServiceProcess): Promise<number> {
+    return (await service.metrics()).produced;
+  }
+
+  /** Reads every committed fill and position, once the positions account for `expectedFills` fills. */
+  async function settle(expectedFills: number): Promise<{ fills: Fill[]; positions: Map<number, Position> }> {
+    const records = await readTopic(kafka, TOPICS.fills, expectedFills, 300_000);
+    const fills = records.map((r) => JSON.parse(r.value.toString()) as Fill);
+    const positions = await waitFor(
+      'positions to account for every fill',
+      async () => {
+        const latest = await latestPositionsOfAll();
+        const total = [...latest.values()].reduce((sum, p) => sum + p.fills, 0);
+        return total >= expectedFills ? latest : undefined;
+      },
+      300_000,
+      2_000,
+    );
+    return { fills, positions };
+  }
+
+  async function latestPositionsOfAll(): Promise<Map<number, Position>> {
+    const { readPartitionsToEnd } = await import('@tradeflow/shared');
+    const admin = kafka.admin();
+    await admin.connect();
+    const partitions = (await admin.fetchTopicOffsets(TOPICS.positions)).map((p) => p.partition);
+    await admin.disconnect();
+    const entries = await readPartitionsToEnd(kafka, TOPICS.positions, partitions, uniqueName('positions-reader'));
+    const latest = new Map<number, Position>();
+    for (const list of entries.values()) {
+      for (const entry of list) if (entry.value !== null) latest.set(Number(entry.key), JSON.parse(entry.value.toString()) as Position);
+    }
+    return latest;
+  }
+
+  function expectExactlyOnce(fills: readonly Fill[], expected: Set<string>): void {
+    const seen = new Map<string, Fill[]>();
+    for (const f of fills) seen.set(f.component_order_id, [...(seen.get(f.component_order_id) ?? []), f]);
+    const twice = [...seen.values()].filter((list) => list.length > 1);
+    const missing = [...expected].filter((id) => !seen.has(id));
+    expect({ duplicated: twice.length, missing: missing.length, sample: twice.slice(0, 2) }).toEqual({ duplicated: 0, missing: 0, sample: [] });
+    expect(fills.length).toBe(expected.size);
+    expect(new Set(fills.map((f) => f.fill_id)).size).toBe(expected.size);
+    const components = new Set(fills.map((f) => f.component_order_id));
+    expect(components.size).toBe(expected.size);
+    for (const id of expected) expect(components.has(id), id).toBe(true);
+  }
+
+  it('SIGKILL order-matcher, then fill-publisher, mid-run: every component order is filled exactly once and positions equal the fills', async () => {
+    const group = uniqueName('it');
+    const matcherEnv = { GROUP_ID: `${group}-matcher` };
+    const fillsEnv = { GROUP_ID: `${group}-fills` };
+    let matcher = await startService('order-matcher', matcherEnv);
+    let fillPublisher = await startService('fill-publisher', fillsEnv);
+    const { expected, feed } = await startRun(31);
+
+    await waitFor('order-matcher a third through', async () => ((await producedBy(matcher)) > expected.size / 3 ? true : undefined), 300_000, 100);
+    expect((await matcher.stop('SIGKILL')).signal).toBe('SIGKILL');
+    matcher = await startService('order-matcher', matcherEnv);
+
+    await waitFor('fill-publisher mid-run', async () => ((await fillPublisher.metrics()).consumed > expected.size / 2 ? true : undefined), 300_000, 100);
+    expect((await fillPublisher.stop('SIGKILL')).signal).toBe('SIGKILL');
+    fillPublisher = await startService('fill-publisher', fillsEnv);
+
+    await feed;
+    const { fills, positions } = await settle(expected.size);
+    const dup = async (topic: string, field: string) => {
+      const recs = await readTopic(kafka, topic, 10_000_000, 20_000);
+      const ids = recs.map((r) => (JSON.parse(r.value.toString()) as Record<string, string>)[field]);
+      return { topic, total: ids.length, unique: new Set(ids).size };
+    };
+    console.error(JSON.stringify([await dup(TOPICS.orders, 'portfolio_order_id'), await dup(TOPICS.orderComponents, 'component_order_id'), await dup(TOPICS.executions, 'execution_id')]));
+    expectExactlyOnce(fills, expected);
+    expectPositionsEqualFills(positions, fills);
+  });
+
+  it('two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', async () => {
+    const group = uniqueName('it');
+    const matcherEnv = { GROUP_ID: `${group}-matcher` };
+    const first = await startService('order-matcher', matcherEnv);
+    await startService('fill-publisher', { GROUP_ID: `${group}-fills` });
+    const { expected, feed } = await startRun(32);
+
+    await waitFor('order-matcher a quarter through', async () => ((await producedBy(first)) > expected.size / 4 ? true : undefined), 300_000, 100);
+    const second = await startService('order-matcher', matcherEnv);
+    await waitFor('the second instance to take partitions', async () => ((await producedBy(second)) > 0 ? true : undefined), 300_000, 100);
+    await sleep(500);
+    expect((await first.stop('SIGKILL')).signal).toBe('SIGKILL');
+
+    await feed;
+    const { fills, positions } = await settle(expected.size);
+    expectExactlyOnce(fills, expected);
+    expectPositionsEqualFills(positions, fills);
+  });
+});

@@ -35,12 +35,13 @@ export const uniqueName = (prefix: string) => `${prefix}_${randomUUID().slice(0,
 export const resetTopics = (kafka: Kafka) => resetAllTopics(kafka, quietLogger);
 
 const running = new Set<ServiceProcess>();
+let started = 0;
 
 export async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
   const logDir = process.env['TEST_LOG_DIR'];
   const service = await startServiceProcess(name, {
-    env: { KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), LOG_LEVEL: 'info', RETRY_MAX_MS: '1000', ...env },
-    ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}.log` }),
+    env: { KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'info', RETRY_MAX_MS: '1000', ...env },
+    ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}-${++started}.log` }),
   });
   running.add(service);
   void service.exited.then(() => running.delete(service));

@@ -55,7 +55,16 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
       () =>
       ({ namespace, level, log }: LogEntry) => {
         const { message, ...extra } = log;
-        kafkaLogger[levelNames[level] ?? 'info']({ namespace, ...extra }, message);
+        // The runner retries a failed transaction whole, after fencing, so limited producer
+        // retries cannot break exactly-once here.
+        if (message === 'Limiting retries for the idempotent producer may invalidate EoS guarantees') return;
+        // Error responses are retried by kafkajs or reported by the runner with context; logging
+        // each one at error level would cry wolf (e.g. CONCURRENT_TRANSACTIONS right after a commit,
+        // which kafkajs retries).
+        const expected =
+          (namespace === 'Connection' && message.startsWith('Response ')) || message.includes('concurrent operation on the same transaction');
+        const name = expected ? 'debug' : (levelNames[level] ?? 'info');
+        kafkaLogger[name]({ namespace, ...extra }, message);
       },
   };
   const sasl = saslOptions(env);

@@ -132,6 +132,59 @@ function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Rejects when `promise` takes longer than `ms`, so a stuck call becomes a retried failure. */
+async function withTimeout<T>(what: string, promise: Promise<T>, ms = 60_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+type Transaction = Awaited<ReturnType<Producer['transaction']>>;
+type SendOffsetsArgs = Parameters<Transaction['sendOffsets']>[0];
+
+/** The Kafka error codes in an error or its causes (kafkajs wraps protocol errors). */
+function errorTypes(error: unknown): Set<string> {
+  const types = new Set<string>();
+  for (let e = error as { type?: string; cause?: unknown; originalError?: unknown } | undefined; e !== undefined && e !== null; e = (e.cause ?? e.originalError) as typeof e) {
+    if (typeof e.type === 'string') types.add(e.type);
+    if (types.size > 10) break;
+  }
+  return types;
+}
+
+const isConcurrentTransactions = (error: unknown) => errorTypes(error).has('CONCURRENT_TRANSACTIONS');
+
+/** Another producer with our transactional id took over: the partition has a new owner. */
+const FENCED = ['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING'];
+/** The group is rebalancing or has moved on without us: give the batch up so the consumer can rejoin. */
+const REBALANCING = ['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID'];
+const isAny = (error: unknown, codes: readonly string[]) => [...errorTypes(error)].some((t) => codes.includes(t));
+
+/**
+ * kafkajs does not retry AddOffsetsToTxn, and right after the previous commit the coordinator
+ * answers CONCURRENT_TRANSACTIONS until that commit is complete. Retry it briefly in place rather
+ * than abort a transaction whose records are already sent.
+ */
+async function sendOffsets(transaction: Transaction, args: SendOffsetsArgs): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await transaction.sendOffsets(args);
+      return;
+    } catch (error) {
+      if (!isConcurrentTransactions(error) || attempt >= 50) throw error;
+      await sleep(Math.min(100, 5 * attempt));
+    }
+  }
+}
+
 interface BatchContext {
   readonly payload: EachBatchPayload;
   readonly source: TopicPartition;
@@ -160,6 +213,11 @@ async function retrying(
       return;
     } catch (error) {
       if (error instanceof Stopped) throw error;
+      if (isAny(error, FENCED) || isAny(error, REBALANCING)) {
+        // Retrying would fence the partition's new owner in turn; leave the batch uncommitted to it.
+        options.logger.warn({ ...ctx.source, err: error }, `${what} abandoned: the partition moved to another member`);
+        throw new Stopped();
+      }
       options.metrics.retries++;
       if (failures >= 3) options.metrics.healthy = false;
       options.logger[failures === 0 ? 'warn' : 'error'](
@@ -169,7 +227,11 @@ async function retrying(
       const until = Date.now() + backoff;
       while (Date.now() < until && !isStopping()) {
         await sleep(Math.min(250, until - Date.now()));
-        await ctx.payload.heartbeat().catch(() => undefined);
+        try {
+          await ctx.payload.heartbeat();
+        } catch (heartbeatError) {
+          if (isAny(heartbeatError, REBALANCING)) throw new Stopped();
+        }
       }
       backoff = Math.min(cap, backoff * 2);
     }
@@ -202,6 +264,7 @@ function startConsumer(
       partitions.map((partition) => ({ topic, partition })),
     );
     logger.info({ groupId, assigned: assigned.map((tp) => `${tp.topic}-${tp.partition}`) }, 'joined consumer group');
+    metrics.extra[`assigned:${groupId}`] = assigned.length;
     void onAssignment(assigned).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
@@ -313,7 +376,7 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
       const transaction = await owner.producer.transaction();
       try {
         for (const chunk of produceChunks(outputs)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-        await transaction.sendOffsets({
+        await sendOffsets(transaction, {
           consumerGroupId: groupId,
           topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
         });
@@ -437,13 +500,16 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     });
     try {
       const started = Date.now();
+      logger.debug({ partition }, 'opening task: fencing earlier owners');
       // Fence any earlier owner first: after this, the changelog and the offsets are final.
-      await producer.connect();
+      await withTimeout('fencing the task\'s transactional id', producer.connect());
       const committed = new Map<string, bigint>();
-      for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics: [...topics] })) {
+      logger.debug({ partition }, 'opening task: reading committed offsets');
+      for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId, topics: [...topics] }))) {
         const found = partitions.find((p) => p.partition === partition);
         committed.set(topic, found === undefined || BigInt(found.offset) < 0n ? 0n : BigInt(found.offset));
       }
+      logger.debug({ partition }, 'opening task: reading the changelog');
       const entries = (await readPartitionsToEnd(kafka, options.changelogTopic, [partition], groupId)).get(partition) ?? [];
       const state = options.handler.restore(entries, partition);
       options.onRestored?.(partition, state, entries.length, Date.now() - started);
@@ -490,7 +556,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
             value: entry.value,
           }));
           for (const chunk of produceChunks([...update.outputs, ...changelog])) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-          await transaction.sendOffsets({
+          await sendOffsets(transaction, {
             consumerGroupId: groupId,
             topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
           });

@@ -1,10 +1,10 @@
 /**
- * Runs the pipeline's services and a live tick feed against the broker and InfluxDB named by
+ * Runs the pipeline's services, a live tick feed and a live order feed against the broker and InfluxDB named by
  * KAFKA_BROKERS / INFLUX_URL, with a one-line status per service, until Ctrl-C; then stops the feed
  * and the services it started (SIGTERM, by their pids). scripts/run-local.sh wraps this with a
  * local broker and InfluxDB.
  */
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { MetricsSnapshot } from '@tradeflow/shared';
 import { spawn } from 'node:child_process';
@@ -14,25 +14,27 @@ import { statusLine } from './lib/status.ts';
 const { values } = parseArgs({
   options: {
     'tick-rate': { type: 'string', default: '2000' },
+    'order-rate': { type: 'string', default: '200' },
     'log-dir': { type: 'string', default: `${REPO}/.local/logs` },
   },
 });
 const tickRate = Number(values['tick-rate']);
+const orderRate = Number(values['order-rate']);
 const logDir = String(values['log-dir']);
 mkdirSync(logDir, { recursive: true });
 
-const SERVICES = ['tick-deserializer', 'influx-writer'] as const;
+const SERVICES = ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher'] as const;
 const env: Record<string, string> = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
 
 const services: ServiceProcess[] = [];
 let stopping = false;
-const feedChild = { current: undefined as ReturnType<typeof spawn> | undefined };
+const feeds: ReturnType<typeof spawn>[] = [];
 
 async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
-  process.stdout.write('\nstopping the feed and the services...\n');
-  feedChild.current?.kill('SIGTERM');
+  process.stdout.write('\nstopping the feeds and the services...\n');
+  for (const feed of feeds) feed.kill('SIGTERM');
   const results = await Promise.all(services.map(async (s) => ({ name: s.name, ...(await s.stop('SIGTERM')) })));
   for (const r of results) process.stdout.write(`${r.name}: exited with ${r.code ?? r.signal} after ${r.ms} ms\n`);
   process.exit(0);
@@ -45,13 +47,16 @@ for (const name of SERVICES) {
   services.push(await startService(name, { env, logFile: `${logDir}/${name}.log` }));
 }
 
-process.stdout.write(`starting the tick feed at ${tickRate} ticks/s (log: ${logDir}/queue-ticks.log)\n`);
-const feedLog = (await import('node:fs')).createWriteStream(`${logDir}/queue-ticks.log`, { flags: 'a' });
-feedChild.current = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '1000000000', '--rate', String(tickRate)], {
-  env,
-  stdio: ['ignore', 'ignore', 'pipe'],
-});
-feedChild.current.stderr?.pipe(feedLog);
+function startFeed(script: string, args: string[]): void {
+  const log = createWriteStream(`${logDir}/${script}.log`, { flags: 'a' });
+  const child = spawn(process.execPath, [`${REPO}/scripts/${script}.ts`, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr?.pipe(log);
+  feeds.push(child);
+}
+process.stdout.write(`starting the feeds: ${tickRate} ticks/s and ${orderRate} portfolio orders/s (logs: ${logDir}/queue-*.log)\n`);
+startFeed('queue-ticks', ['--count', '1000000000', '--rate', String(tickRate)]);
+await sleep(2_000);
+startFeed('queue-orders', ['--count', '1000000000', '--rate', String(orderRate), '--seed', String(Date.now() % 100_000)]);
 
 const tty = process.stdout.isTTY;
 let previous = new Map<string, MetricsSnapshot>();

@@ -1,0 +1,147 @@
+/**
+ * Benchmark of the order flow on this machine (broker on it too), with live prices from a tick
+ * feed through tick-deserializer. Prints a table:
+ *   1. throughput: a backlog of portfolio orders drained by order-matcher + fill-publisher,
+ *      component orders/s from the first fill to the last, and every component filled once;
+ *   2. order→fill latency p50/p99/p99.9 (fill seen by a consumer − order timestamp) at a fixed
+ *      rate of portfolio orders, then at a higher one, with the lag when each feed ended;
+ *   peak memory (RSS) of each service.
+ * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30]
+ */
+import { spawn } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill } from '@tradeflow/shared';
+import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
+import { resetTopics } from './lib/admin.ts';
+import { generateOrders } from './lib/orders.ts';
+import { REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
+
+const { values } = parseArgs({
+  options: {
+    backlog: { type: 'string', default: '40000' },
+    rates: { type: 'string', default: '2000,6000' },
+    seconds: { type: 'string', default: '30' },
+    'tick-rate': { type: 'string', default: '500' },
+  },
+});
+const BACKLOG = Number(values.backlog);
+const RATES = values.rates.split(',').map(Number);
+const SECONDS = Number(values.seconds);
+
+const logger = createLogger('bench', 'error');
+const env = parseEnv(kafkaEnv);
+const kafka = createKafka(env, 'bench', logger);
+const rows: [string, string, string][] = [];
+const report = (what: string, figure: string, note = '') => {
+  rows.push([what, figure, note]);
+  process.stderr.write(`  ${what}: ${figure} ${note}\n`);
+};
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+
+await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
+const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
+const run = `bench-${Date.now()}`;
+const deserializer = await startService('tick-deserializer', { env: { ...baseEnv, GROUP_ID: `${run}-d` } });
+const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '1000000000', '--rate', values['tick-rate'], '--quiet'], {
+  env: { ...baseEnv, LOG_LEVEL: 'error' },
+  stdio: 'ignore',
+});
+await sleep(3_000);
+
+/** Which phase a component order belongs to, and every fill seen, as it arrives. */
+const phaseOf = new Map<string, string>();
+const fillsSeen = new Map<string, number>();
+const latencies = new Map<string, { all: number[]; p1: number[]; p2: number[] }>();
+let firstFillAt = 0;
+let lastFillAt = 0;
+const consumer = kafka.consumer({ groupId: `${run}-reader`, maxWaitTimeInMs: 20 });
+await consumer.connect();
+await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: true });
+await consumer.run({
+  eachBatch: async ({ batch }) => {
+    const now = Date.now() / 1000;
+    for (const message of batch.messages) {
+      const fill = JSON.parse(message.value!.toString()) as Fill;
+      const phase = phaseOf.get(fill.component_order_id) ?? 'unknown';
+      fillsSeen.set(phase, (fillsSeen.get(phase) ?? 0) + 1);
+      if (phase === 'backlog') {
+        if (firstFillAt === 0) firstFillAt = performance.now();
+        lastFillAt = performance.now();
+      }
+      const l = latencies.get(phase) ?? { all: [], p1: [], p2: [] };
+      const ms = (now - (fill.order_timestamp ?? now)) * 1000;
+      l.all.push(ms);
+      (fill.execution_id.startsWith('blk:') ? l.p2 : l.p1).push(ms);
+      latencies.set(phase, l);
+    }
+  },
+});
+
+function expect(phase: string, seed: number, count: number): number {
+  let components = 0;
+  for (const message of generateOrders({ count, seed, accounts: 10_000, timestamp: () => 0 })) {
+    for (const component of splitPortfolioOrder(message.order as never)) {
+      phaseOf.set(component.component_order_id, phase);
+      components++;
+    }
+  }
+  return components;
+}
+
+async function peak(service: ServiceProcess): Promise<number> {
+  return (await service.metrics()).peakRssBytes;
+}
+
+// 1. Throughput: drain a backlog.
+process.stderr.write(`throughput: a backlog of ${fmt(BACKLOG)} portfolio orders...\n`);
+const backlogComponents = expect('backlog', 101, BACKLOG);
+await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', '--accounts', '10000', '--quiet'], { LOG_LEVEL: 'error' });
+const matcher = await startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } });
+const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } });
+await waitFor('every backlog component filled', async () => ((fillsSeen.get('backlog') ?? 0) >= backlogComponents ? true : undefined), 900_000, 100);
+await sleep(1_000);
+const drainSeconds = (lastFillAt - firstFillAt) / 1000;
+report('order-matcher + fill-publisher, backlog drain', `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
+report('fills / components (backlog)', `${fmt(fillsSeen.get('backlog') ?? 0)} / ${fmt(backlogComponents)}`, (fillsSeen.get('backlog') ?? 0) === backlogComponents ? 'exactly once' : 'MISMATCH');
+
+// 2. Latency at fixed rates.
+for (const [i, rate] of RATES.entries()) {
+  const phase = `rate-${rate}`;
+  const count = rate * SECONDS;
+  const seed = 200 + i;
+  process.stderr.write(`latency: ${fmt(rate)} portfolio orders/s for ${SECONDS} s...\n`);
+  const components = expect(phase, seed, count);
+  const started = performance.now();
+  await runScript('queue-orders.ts', ['--count', String(count), '--seed', String(seed), '--accounts', '10000', '--rate', String(rate), '--quiet'], { LOG_LEVEL: 'error' });
+  const feedSeconds = (performance.now() - started) / 1000;
+  const [m, f] = await Promise.all([matcher.metrics(), fillPublisher.metrics()]);
+  const lagAtEnd = components - (fillsSeen.get(phase) ?? 0);
+  await waitFor(`every ${phase} component filled`, async () => ((fillsSeen.get(phase) ?? 0) >= components ? true : undefined), 900_000, 100);
+  const drainedAfter = (performance.now() - started) / 1000 - feedSeconds;
+  const l = latencies.get(phase)!;
+  const line = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return `p50 ${percentile(sorted, 50).toFixed(0)} ms, p99 ${percentile(sorted, 99).toFixed(0)} ms, p99.9 ${percentile(sorted, 99.9).toFixed(0)} ms`;
+  };
+  report(`feed at ${fmt(rate)} portfolio orders/s`, `${fmt(count / feedSeconds)} orders/s = ${fmt(components / feedSeconds)} components/s`, `${fmt(count)} orders in ${feedSeconds.toFixed(1)} s`);
+  report(`  order→fill latency, priority 1 (${fmt(l.p1.length)} fills)`, line(l.p1));
+  report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
+  report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(m.lag)}, fill-publisher lag ${fmt(f.lag)}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);
+  report(`  fills / components`, `${fmt(fillsSeen.get(phase) ?? 0)} / ${fmt(components)}`, (fillsSeen.get(phase) ?? 0) === components ? 'exactly once' : 'MISMATCH');
+}
+
+report('order-matcher peak RSS', mb(await peak(matcher)));
+report('fill-publisher peak RSS', mb(await peak(fillPublisher)));
+report('tick-deserializer peak RSS', mb(await peak(deserializer)));
+ticks.kill('SIGTERM');
+await consumer.disconnect();
+await Promise.all([matcher.stop(), fillPublisher.stop(), deserializer.stop()]);
+
+const width = Math.max(...rows.map((r) => r[0].length));
+const figureWidth = Math.max(...rows.map((r) => r[1].length));
+process.stdout.write(`\n| ${'measure'.padEnd(width)} | ${'figure'.padEnd(figureWidth)} | note\n|${'-'.repeat(width + 2)}|${'-'.repeat(figureWidth + 2)}|------\n`);
+for (const [what, figure, note] of rows) process.stdout.write(`| ${what.padEnd(width)} | ${figure.padEnd(figureWidth)} | ${note}\n`);
+process.exit(0);

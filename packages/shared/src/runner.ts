@@ -132,6 +132,26 @@ function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** A producer for one task's transactions: its id is stable, so a new owner fences the old one. */
+function transactionalProducer(kafka: Kafka, transactionalId: string): Producer {
+  return kafka.producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 60_000,
+    createPartitioner: defaultPartitioner,
+    retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
+  });
+}
+
+function countBatch(metrics: ServiceMetrics, consumed: number, outputs: readonly ProducedRecord[]): void {
+  metrics.consumed += consumed;
+  for (const out of outputs) {
+    if (out.topic.endsWith('.dlq')) metrics.dlq++;
+    else metrics.produced++;
+  }
+}
+
 /** Rejects when `promise` takes longer than `ms`, so a stuck call becomes a retried failure. */
 async function withTimeout<T>(what: string, promise: Promise<T>, ms = 60_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -329,14 +349,7 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
   };
 
   const openProducer = async (tp: TopicPartition): Promise<PartitionProducer> => {
-    const producer = kafka.producer({
-      transactionalId: `${options.transactionalIdPrefix}-${tp.topic}-${tp.partition}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: defaultPartitioner,
-      retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
-    });
+    const producer = transactionalProducer(kafka, `${options.transactionalIdPrefix}-${tp.topic}-${tp.partition}`);
     try {
       // InitProducerId fences any earlier owner and completes its pending transaction, so the
       // committed offset read after it is final.
@@ -389,11 +402,7 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
         throw error;
       }
       owner.committed = BigInt(ctx.nextOffset);
-      metrics.consumed += fresh.length;
-      for (const out of outputs) {
-        if (out.topic.endsWith('.dlq')) metrics.dlq++;
-        else metrics.produced++;
-      }
+      countBatch(metrics, fresh.length, outputs);
     });
   };
 
@@ -490,14 +499,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   };
 
   const openTask = async (partition: number): Promise<Task> => {
-    const producer = kafka.producer({
-      transactionalId: `${options.transactionalIdPrefix}-${partition}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: defaultPartitioner,
-      retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
-    });
+    const producer = transactionalProducer(kafka, `${options.transactionalIdPrefix}-${partition}`);
     try {
       const started = Date.now();
       logger.debug({ partition }, 'opening task: fencing earlier owners');
@@ -568,11 +570,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
           throw error;
         }
         task.committed.set(ctx.source.topic, BigInt(ctx.nextOffset));
-        metrics.consumed += fresh.length;
-        for (const out of update.outputs) {
-          if (out.topic.endsWith('.dlq')) metrics.dlq++;
-          else metrics.produced++;
-        }
+        countBatch(metrics, fresh.length, update.outputs);
       }),
     );
 

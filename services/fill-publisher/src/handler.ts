@@ -1,7 +1,7 @@
 /** Kafka records ⇄ fills and positions: parsing, dead letters, outputs and changelog entries. */
 import {
   deadLetter,
-  describeIssues,
+  decodeMessage,
   Execution,
   Fill,
   Position,
@@ -12,29 +12,16 @@ import {
   type ServiceMetrics,
   type StatefulHandler,
 } from '@tradeflow/shared';
-import type { z } from 'zod';
 import { fillsOf } from './fills.ts';
 import { PositionBook } from './positions.ts';
 
 export const SERVICE_NAME = 'fill-publisher';
 
-function parse<T extends z.ZodType>(schema: T, value: Buffer | null): { ok: true; value: z.infer<T> } | { ok: false; reason: string } {
-  if (value === null || value.length === 0) return { ok: false, reason: 'empty message' };
-  let json: unknown;
-  try {
-    json = JSON.parse(value.toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
-  }
-  const parsed = schema.safeParse(json);
-  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
-}
-
 /** A batch of executions → one fill per allocation keyed by taxpayer_id; invalid ones dead-lettered. */
 export function fillExecutions(records: readonly ConsumedRecord[], now: number): ProducedRecord[] {
   const out: ProducedRecord[] = [];
   for (const record of records) {
-    const execution = parse(Execution, record.value);
+    const execution = decodeMessage(Execution, record.value);
     if (!execution.ok) {
       out.push(deadLetter(record, TOPICS.executionsDlq, execution.reason, SERVICE_NAME));
       continue;
@@ -51,7 +38,7 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger):
       const book = new PositionBook();
       for (const entry of entries) {
         if (entry.value === null) continue;
-        const position = parse(Position, entry.value);
+        const position = decodeMessage(Position, entry.value);
         if (position.ok) book.restoreSnapshot(position.value);
         else logger.error({ key: entry.key, reason: position.reason }, 'unreadable position snapshot in the changelog');
       }
@@ -60,7 +47,7 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger):
     process: (book, records, source) => {
       const touched = new Set<number>();
       for (const record of records) {
-        const fill = parse(Fill, record.value);
+        const fill = decodeMessage(Fill, record.value);
         if (!fill.ok) {
           metrics.rejected++;
           logger.warn({ ...source, offset: record.offset, reason: fill.reason }, 'skipped an invalid fill');

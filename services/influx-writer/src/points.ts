@@ -7,24 +7,11 @@
  * offset alone is unique only within a partition.
  */
 import { Point } from '@influxdata/influxdb-client';
-import { describeIssues, Execution, Fill, PortfolioOrder, PriceTick, TOPICS, uniquePointTime, type ConsumedRecord } from '@tradeflow/shared';
-import type { z } from 'zod';
+import { decodeMessage, Execution, Fill, PortfolioOrder, PriceTick, TOPICS, uniquePointTime, type ConsumedRecord } from '@tradeflow/shared';
 
 export type Encoded = { readonly ok: true; readonly line: string } | { readonly ok: false; readonly reason: string };
 
 type Encoder = (record: ConsumedRecord) => Encoded;
-
-function decode<T extends z.ZodType>(schema: T, record: ConsumedRecord): { ok: true; value: z.infer<T> } | { ok: false; reason: string } {
-  if (record.value === null) return { ok: false, reason: 'empty message' };
-  let json: unknown;
-  try {
-    json = JSON.parse(record.value.toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
-  }
-  const parsed = schema.safeParse(json);
-  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
-}
 
 function finish(point: Point): Encoded {
   const line = point.toLineProtocol();
@@ -33,7 +20,7 @@ function finish(point: Point): Encoded {
 
 /** bid_ask: tags symbol, exchange; fields bid, ask; at the tick's own time. */
 export function encodePrice(record: ConsumedRecord): Encoded {
-  const decoded = decode(PriceTick, record);
+  const decoded = decodeMessage(PriceTick, record.value);
   if (!decoded.ok) return decoded;
   const tick = decoded.value;
   return finish(
@@ -48,7 +35,7 @@ export function encodePrice(record: ConsumedRecord): Encoded {
 
 /** portfolio_orders: tags order_type, priority, kafka_partition; amount and ids as fields; at the order's time. */
 export function encodeOrder(record: ConsumedRecord): Encoded {
-  const decoded = decode(PortfolioOrder, record);
+  const decoded = decodeMessage(PortfolioOrder, record.value);
   if (!decoded.ok) return decoded;
   const order = decoded.value;
   return finish(
@@ -66,7 +53,7 @@ export function encodeOrder(record: ConsumedRecord): Encoded {
 
 /** executions: tags symbol, order_type, kafka_partition; the requested figures; at the execution's time. */
 export function encodeExecution(record: ConsumedRecord): Encoded {
-  const decoded = decode(Execution, record);
+  const decoded = decodeMessage(Execution, record.value);
   if (!decoded.ok) return decoded;
   const execution = decoded.value;
   return finish(
@@ -87,7 +74,7 @@ export function encodeExecution(record: ConsumedRecord): Encoded {
 
 /** fills: tags symbol, order_type, kafka_partition; amounts, shares, price, deltas, order→fill latency; at the fill's time. */
 export function encodeFill(record: ConsumedRecord): Encoded {
-  const decoded = decode(Fill, record);
+  const decoded = decodeMessage(Fill, record.value);
   if (!decoded.ok) return decoded;
   const fill = decoded.value;
   const point = new Point('fills')

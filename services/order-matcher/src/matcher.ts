@@ -103,25 +103,29 @@ export class Matcher {
 
   onOrder(state: MatcherState, order: ComponentOrder, changes: StateChanges, out: Execution[]): void {
     this.advance(state, changes, order.timestamp);
-    if (order.priority === 1) {
-      const price = state.prices.get(order.symbol);
-      if (this.isFresh(price, order.timestamp)) {
-        out.push(this.executeSingle(order, price));
-      } else {
-        const queue = state.waiting.get(order.symbol) ?? [];
-        queue.push(order);
-        state.waiting.set(order.symbol, queue);
-        changes.added.add(order.component_order_id);
-      }
+    const price = state.prices.get(order.symbol);
+    if (order.priority === 1 && this.isFresh(price, order.timestamp)) {
+      out.push(this.executeSingle(order, price));
     } else {
-      const start = windowStart(order.timestamp, this.config.windowSeconds);
-      const key = `${order.symbol}@${start}`;
-      const window = state.windows.get(key) ?? { symbol: order.symbol, start, orders: [] };
-      window.orders.push(order);
-      state.windows.set(key, window);
+      this.addPending(state, order);
       changes.added.add(order.component_order_id);
     }
     this.closeWindows(state, changes, out);
+  }
+
+  /** Queues a priority-1 order for a fresh price, or puts a priority-2 order in its window. */
+  private addPending(state: MatcherState, order: ComponentOrder): void {
+    if (order.priority === 1) {
+      const queue = state.waiting.get(order.symbol) ?? [];
+      queue.push(order);
+      state.waiting.set(order.symbol, queue);
+      return;
+    }
+    const start = windowStart(order.timestamp, this.config.windowSeconds);
+    const key = `${order.symbol}@${start}`;
+    const window = state.windows.get(key) ?? { symbol: order.symbol, start, orders: [] };
+    window.orders.push(order);
+    state.windows.set(key, window);
   }
 
   /** Priority-1 orders of a symbol that the latest price makes executable. */
@@ -241,19 +245,7 @@ export class Matcher {
         state.prices.set(price.symbol, price);
       } else if (key.startsWith('order|')) orders.push(ComponentOrder.parse(JSON.parse(value.toString())));
     }
-    for (const order of orders) {
-      if (order.priority === 1) {
-        const queue = state.waiting.get(order.symbol) ?? [];
-        queue.push(order);
-        state.waiting.set(order.symbol, queue);
-      } else {
-        const start = windowStart(order.timestamp, this.config.windowSeconds);
-        const key = `${order.symbol}@${start}`;
-        const window = state.windows.get(key) ?? { symbol: order.symbol, start, orders: [] };
-        window.orders.push(order);
-        state.windows.set(key, window);
-      }
-    }
+    for (const order of orders) this.addPending(state, order);
     return state;
   }
 }

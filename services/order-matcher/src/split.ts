@@ -1,7 +1,7 @@
 /** Rule 1: a portfolio order becomes one component order per symbol, amount × weight, exactly. */
 import {
   deadLetter,
-  describeIssues,
+  decodeMessage,
   fromMicros,
   PortfolioOrder,
   splitByWeights,
@@ -38,30 +38,16 @@ export function splitPortfolioOrder(order: PortfolioOrder): ComponentOrder[] {
   return components;
 }
 
-export type ParsedOrder = { readonly ok: true; readonly order: PortfolioOrder } | { readonly ok: false; readonly reason: string };
-
-export function parsePortfolioOrder(bytes: Buffer | null): ParsedOrder {
-  if (bytes === null || bytes.length === 0) return { ok: false, reason: 'empty message' };
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
-  }
-  const parsed = PortfolioOrder.safeParse(json);
-  return parsed.success ? { ok: true, order: parsed.data } : { ok: false, reason: describeIssues(parsed.error) };
-}
-
 /** A batch of `orders` → component orders keyed by symbol, and dead letters for invalid orders. */
 export function splitOrders(records: readonly ConsumedRecord[]): ProducedRecord[] {
   const out: ProducedRecord[] = [];
   for (const record of records) {
-    const parsed = parsePortfolioOrder(record.value);
+    const parsed = decodeMessage(PortfolioOrder, record.value);
     if (!parsed.ok) {
       out.push(deadLetter(record, TOPICS.ordersDlq, parsed.reason, SERVICE_NAME));
       continue;
     }
-    for (const component of splitPortfolioOrder(parsed.order)) {
+    for (const component of splitPortfolioOrder(parsed.value)) {
       out.push({ topic: TOPICS.orderComponents, key: component.symbol, value: JSON.stringify(component) });
     }
   }

@@ -26,7 +26,7 @@ const { values } = parseArgs({
   },
 });
 const BACKLOG = Number(values.backlog);
-const RATES = values.rates.split(',').map(Number);
+const RATES = values.rates.split(',').map(Number).filter((r) => r > 0);
 const SECONDS = Number(values.seconds);
 
 const logger = createLogger('bench', 'error');

@@ -81,5 +81,8 @@ export const serviceEnv = {
   METRICS_HOST: z.string().default('127.0.0.1'),
   /** Upper bound of the wait between retries while Kafka or InfluxDB is unreachable. */
   RETRY_MAX_MS: envInt(100, 600_000).default(10_000),
+  /** A fetch waits for this many bytes (or FETCH_MAX_WAIT_MS): larger batches mean fewer transactions. */
+  FETCH_MIN_BYTES: envInt(1, 64 * 1024 * 1024).default(1),
+  FETCH_MAX_WAIT_MS: envInt(1, 60_000).default(200),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

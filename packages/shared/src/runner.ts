@@ -62,6 +62,9 @@ export interface RunnerOptions {
   /** Max bytes fetched per partition and request; bounds the size of one batch. */
   readonly maxBytesPerPartition?: number;
   readonly partitionsConsumedConcurrently?: number;
+  /** A fetch returns once this many bytes are there or fetchMaxWaitMs passed (batching vs latency). */
+  readonly fetchMinBytes?: number;
+  readonly fetchMaxWaitMs?: number;
   /** Assign partition p of every input topic to one member (for joins of co-partitioned topics). */
   readonly coPartitioned?: boolean;
 }
@@ -270,7 +273,8 @@ function startConsumer(
     readUncommitted: false,
     maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
     maxBytes: 16 * 1024 * 1024,
-    maxWaitTimeInMs: 200,
+    minBytes: options.fetchMinBytes ?? 1,
+    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },

@@ -36,6 +36,8 @@ runService(SERVICE_NAME, async (logger) => {
     topics: [TOPICS.executions],
     transactionalIdPrefix: `${env.GROUP_ID}-fill`,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     handle: (records) => fillExecutions(records, Date.now() / 1000),
   });
   const positions = await runStateful({
@@ -47,6 +49,8 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-positions`,
     changelogTopic: TOPICS.positions,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     handler: createPositionsHandler(metrics, logger),
   });
   return {

@@ -60,6 +60,8 @@ runService(SERVICE_NAME, async (logger) => {
     groupId: env.GROUP_ID,
     topics: env.INFLUX_TOPICS,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     write: async (records, source) => {
       const { lines, rejected } = encodeBatch(records);
       if (rejected.length > 0) {

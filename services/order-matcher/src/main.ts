@@ -50,6 +50,8 @@ runService(SERVICE_NAME, async (logger) => {
     topics: [TOPICS.orders],
     transactionalIdPrefix: `${env.GROUP_ID}-split`,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     handle: splitOrders,
   });
   const matching = await runStateful({
@@ -61,6 +63,8 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-match`,
     changelogTopic: TOPICS.matcherState,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     handler: createMatchHandler(matcher, metrics, logger),
   });
   return {

@@ -39,6 +39,8 @@ runService(SERVICE_NAME, async (logger) => {
     topics: [TOPICS.ticks],
     transactionalIdPrefix: env.GROUP_ID,
     retryMaxMs: env.RETRY_MAX_MS,
+    fetchMinBytes: env.FETCH_MIN_BYTES,
+    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
     handle: (records) => deserializeTicks(records, env.MAX_TICK_BYTES),
   });
   return {

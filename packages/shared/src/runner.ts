@@ -143,7 +143,10 @@ function transactionalProducer(kafka: Kafka, transactionalId: string): Producer 
     maxInFlightRequests: 1,
     transactionTimeout: 60_000,
     createPartitioner: defaultPartitioner,
-    retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
+    // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the commit markers
+    // are written (a few ms); kafkajs retries that, and its default first wait (300 ms) would cap a
+    // partition at a few transactions a second.
+    retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 10 },
   });
 }
 

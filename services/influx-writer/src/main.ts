@@ -36,7 +36,7 @@ runService(SERVICE_NAME, async (logger) => {
     INFLUX_GZIP_LEVEL: envInt(0, 9).default(1),
     INFLUX_TOPICS: z
       .string()
-      .default([TOPICS.prices, TOPICS.orders, TOPICS.executions, TOPICS.fills].join(','))
+      .default(Object.keys(ENCODERS).join(','))
       .transform((s) => s.split(',').map((t) => t.trim()).filter((t) => t.length > 0))
       .pipe(z.array(z.enum(Object.keys(ENCODERS) as [string, ...string[]], { error: `must list topics among: ${Object.keys(ENCODERS).join(', ')}` })).min(1)),
   });

@@ -96,3 +96,15 @@ describe('order flow measurements', () => {
     ]);
   });
 });
+
+describe('dead_letters', () => {
+  it('writes one point per dead letter with the source topic, service and reason', () => {
+    const record: ConsumedRecord = {
+      topic: TOPICS.ticksDlq, partition: 2, offset: '7', key: null, value: Buffer.from('oops'), timestamp: '1700000000123',
+      headers: { 'dlq.error': 'not JSON: bad', 'dlq.service': 'tick-deserializer', 'dlq.source.topic': 'ticks' },
+    };
+    expect(encodeBatch([record]).lines).toEqual([
+      'dead_letters,dlq_topic=ticks.dlq,kafka_partition=2,service=tick-deserializer,source_topic=ticks count=1i,reason="not JSON: bad" 1700000000123000007',
+    ]);
+  });
+});

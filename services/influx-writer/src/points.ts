@@ -7,7 +7,7 @@
  * offset alone is unique only within a partition.
  */
 import { Point } from '@influxdata/influxdb-client';
-import { decodeMessage, Execution, Fill, PortfolioOrder, PriceTick, TOPICS, uniquePointTime, type ConsumedRecord } from '@tradeflow/shared';
+import { decodeMessage, DLQ_HEADERS, Execution, Fill, PortfolioOrder, PriceTick, TOPICS, uniquePointTime, type ConsumedRecord } from '@tradeflow/shared';
 
 export type Encoded = { readonly ok: true; readonly line: string } | { readonly ok: false; readonly reason: string };
 
@@ -94,11 +94,33 @@ export function encodeFill(record: ConsumedRecord): Encoded {
   return finish(point.timestamp(uniquePointTime(fill.timestamp, record.offset)));
 }
 
+/** dead_letters: one point per dead-lettered message, from the DLQ headers; tags source topic and service. */
+export function encodeDeadLetter(record: ConsumedRecord): Encoded {
+  const header = (name: string) => {
+    const value = record.headers[name];
+    return value === undefined ? undefined : Array.isArray(value) ? String(value[0]) : value.toString();
+  };
+  const failedAtMs = Number(record.timestamp);
+  return finish(
+    new Point('dead_letters')
+      .tag('dlq_topic', record.topic)
+      .tag('kafka_partition', String(record.partition))
+      .tag('source_topic', header(DLQ_HEADERS.sourceTopic) ?? 'unknown')
+      .tag('service', header(DLQ_HEADERS.service) ?? 'unknown')
+      .intField('count', 1)
+      .stringField('reason', header(DLQ_HEADERS.error) ?? '')
+      .timestamp(uniquePointTime(Number.isFinite(failedAtMs) ? failedAtMs / 1000 : 0, record.offset)),
+  );
+}
+
 export const ENCODERS: Readonly<Record<string, Encoder>> = {
   [TOPICS.prices]: encodePrice,
   [TOPICS.orders]: encodeOrder,
   [TOPICS.executions]: encodeExecution,
   [TOPICS.fills]: encodeFill,
+  [TOPICS.ticksDlq]: encodeDeadLetter,
+  [TOPICS.ordersDlq]: encodeDeadLetter,
+  [TOPICS.executionsDlq]: encodeDeadLetter,
 };
 
 export interface EncodedBatch {

@@ -3,8 +3,11 @@
  * the batch in hand, commit and exit 0 within the shutdown budget. A configuration error stops
  * start-up with a message naming the variable.
  */
-import { ConfigError } from './config.ts';
+import { ConfigError, type KafkaEnv, type ServiceEnv } from './config.ts';
+import { createKafka, ensureTopics, type Kafka } from './kafka.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { serveMetrics, ServiceMetrics } from './metrics.ts';
+import { topicDefinitions } from './topics.ts';
 
 export interface Stoppable {
   stop(): Promise<void>;
@@ -77,4 +80,30 @@ export async function untilSuccess<T>(what: string, logger: Logger, attempt: () 
       backoff = Math.min(maxBackoffMs, backoff * 2);
     }
   }
+}
+
+export interface ServiceContext {
+  readonly kafka: Kafka;
+  readonly metrics: ServiceMetrics;
+  /** The runner settings every service takes from its environment. */
+  readonly runnerSettings: { retryMaxMs: number; fetchMinBytes: number; fetchMaxWaitMs: number };
+  /** Closes the metrics endpoint. */
+  close(): void;
+}
+
+/**
+ * What every service does first: a Kafka client, the topics (created when missing, co-partitioning
+ * checked; retried while the broker starts), its metrics and the /metrics and /health endpoint.
+ */
+export async function connectService(name: string, env: KafkaEnv & ServiceEnv, logger: Logger): Promise<ServiceContext> {
+  const kafka = createKafka(env, name, logger);
+  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
+  const metrics = new ServiceMetrics(name);
+  const server = await serveMetrics(metrics, env.METRICS_HOST, env.METRICS_PORT, logger);
+  return {
+    kafka,
+    metrics,
+    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS },
+    close: () => server?.close(),
+  };
 }

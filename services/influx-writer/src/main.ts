@@ -5,8 +5,7 @@
  * with capped backoff, nothing is committed meanwhile.
  */
 import {
-  createKafka,
-  ensureTopics,
+  connectService,
   envInt,
   influxEnv,
   InfluxClient,
@@ -15,10 +14,7 @@ import {
   parseEnv,
   runService,
   runSink,
-  serveMetrics,
   serviceEnv,
-  ServiceMetrics,
-  topicDefinitions,
   TOPICS,
   untilSuccess,
 } from '@tradeflow/shared';
@@ -40,7 +36,6 @@ runService(SERVICE_NAME, async (logger) => {
       .transform((s) => s.split(',').map((t) => t.trim()).filter((t) => t.length > 0))
       .pipe(z.array(z.enum(Object.keys(ENCODERS) as [string, ...string[]], { error: `must list topics among: ${Object.keys(ENCODERS).join(', ')}` })).min(1)),
   });
-  const kafka = createKafka(env, SERVICE_NAME, logger);
   const influx = new InfluxClient({
     url: env.INFLUX_URL,
     database: env.INFLUX_DB,
@@ -48,10 +43,8 @@ runService(SERVICE_NAME, async (logger) => {
     password: env.INFLUX_PASSWORD,
     gzipLevel: env.INFLUX_GZIP_LEVEL,
   });
-  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
   await untilSuccess(`creating InfluxDB database ${env.INFLUX_DB}`, logger, () => influx.createDatabase(), env.RETRY_MAX_MS);
-  const metrics = new ServiceMetrics(SERVICE_NAME);
-  const server = await serveMetrics(metrics, env.METRICS_HOST, env.METRICS_PORT, logger);
+  const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
   const consumer = await runSink({
     kafka,
@@ -59,9 +52,7 @@ runService(SERVICE_NAME, async (logger) => {
     metrics,
     groupId: env.GROUP_ID,
     topics: env.INFLUX_TOPICS,
-    retryMaxMs: env.RETRY_MAX_MS,
-    fetchMinBytes: env.FETCH_MIN_BYTES,
-    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
+    ...runnerSettings,
     write: async (records, source) => {
       const { lines, rejected } = encodeBatch(records);
       if (rejected.length > 0) {
@@ -84,7 +75,7 @@ runService(SERVICE_NAME, async (logger) => {
   return {
     stop: async () => {
       await consumer.stop();
-      server?.close();
+      close();
     },
   };
 });

@@ -4,20 +4,15 @@
  *   orders.components + prices (co-partitioned) ──match──▶ executions, state ──▶ order-matcher.state
  */
 import {
-  createKafka,
-  ensureTopics,
+  connectService,
   envInt,
   kafkaEnv,
   parseEnv,
   runService,
   runStateful,
   runTransform,
-  serveMetrics,
   serviceEnv,
-  ServiceMetrics,
-  topicDefinitions,
   TOPICS,
-  untilSuccess,
 } from '@tradeflow/shared';
 import { z } from 'zod';
 import { createMatchHandler } from './handler.ts';
@@ -32,10 +27,7 @@ runService(SERVICE_NAME, async (logger) => {
     MAX_PRICE_AGE_MS: envInt(1, 86_400_000).default(5_000),
     NETTING_WINDOW_MS: envInt(1, 3_600_000).default(1_000),
   });
-  const kafka = createKafka(env, SERVICE_NAME, logger);
-  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
-  const metrics = new ServiceMetrics(SERVICE_NAME);
-  const server = await serveMetrics(metrics, env.METRICS_HOST, env.METRICS_PORT, logger);
+  const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
   const matcher = new Matcher({
     maxPriceAgeSeconds: env.MAX_PRICE_AGE_MS / 1000,
     windowSeconds: env.NETTING_WINDOW_MS / 1000,
@@ -49,9 +41,7 @@ runService(SERVICE_NAME, async (logger) => {
     groupId: `${env.GROUP_ID}-split`,
     topics: [TOPICS.orders],
     transactionalIdPrefix: `${env.GROUP_ID}-split`,
-    retryMaxMs: env.RETRY_MAX_MS,
-    fetchMinBytes: env.FETCH_MIN_BYTES,
-    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
+    ...runnerSettings,
     handle: splitOrders,
   });
   const matching = await runStateful({
@@ -62,15 +52,13 @@ runService(SERVICE_NAME, async (logger) => {
     topics: [TOPICS.orderComponents, TOPICS.prices],
     transactionalIdPrefix: `${env.GROUP_ID}-match`,
     changelogTopic: TOPICS.matcherState,
-    retryMaxMs: env.RETRY_MAX_MS,
-    fetchMinBytes: env.FETCH_MIN_BYTES,
-    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
+    ...runnerSettings,
     handler: createMatchHandler(matcher, metrics, logger),
   });
   return {
     stop: async () => {
       await Promise.all([splitter.stop(), matching.stop()]);
-      server?.close();
+      close();
     },
   };
 });

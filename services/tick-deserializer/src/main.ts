@@ -3,19 +3,14 @@
  * Exactly once: outputs and input offsets are committed in one Kafka transaction per batch.
  */
 import {
-  createKafka,
-  ensureTopics,
+  connectService,
   envInt,
   kafkaEnv,
   parseEnv,
   runService,
   runTransform,
-  serveMetrics,
   serviceEnv,
-  ServiceMetrics,
-  topicDefinitions,
   TOPICS,
-  untilSuccess,
 } from '@tradeflow/shared';
 import { z } from 'zod';
 import { deserializeTicks, SERVICE_NAME } from './deserialize.ts';
@@ -27,10 +22,7 @@ runService(SERVICE_NAME, async (logger) => {
     GROUP_ID: z.string().min(1).default(SERVICE_NAME),
     MAX_TICK_BYTES: envInt(64, 1_048_576).default(4_096),
   });
-  const kafka = createKafka(env, SERVICE_NAME, logger);
-  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
-  const metrics = new ServiceMetrics(SERVICE_NAME);
-  const server = await serveMetrics(metrics, env.METRICS_HOST, env.METRICS_PORT, logger);
+  const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
   const consumer = await runTransform({
     kafka,
     logger,
@@ -38,15 +30,13 @@ runService(SERVICE_NAME, async (logger) => {
     groupId: env.GROUP_ID,
     topics: [TOPICS.ticks],
     transactionalIdPrefix: env.GROUP_ID,
-    retryMaxMs: env.RETRY_MAX_MS,
-    fetchMinBytes: env.FETCH_MIN_BYTES,
-    fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS,
+    ...runnerSettings,
     handle: (records) => deserializeTicks(records, env.MAX_TICK_BYTES),
   });
   return {
     stop: async () => {
       await consumer.stop();
-      server?.close();
+      close();
     },
   };
 });

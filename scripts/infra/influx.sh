@@ -30,60 +30,19 @@ URL="http://127.0.0.1:$INFLUX_PORT"
 
 log() { echo "[influx] $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=process.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/process.sh"
 
 # --- process helpers ---------------------------------------------------------
 
 # Prints the pid from the pid file if that process is alive and is our influxd.
-running_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  local cmdline
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
-  [[ "$cmdline" == *"-config $CONF_FILE"* ]] || return 1
-  echo "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+running_pid() { pid_matching "$PID_FILE" "-config $CONF_FILE"; }
 
 ping_code() {
   curl -s -o /dev/null -m 2 -w '%{http_code}' "$URL/ping" 2>/dev/null || true
 }
 
-tail_log() {
-  if [[ -f "$LOG_FILE" ]]; then
-    log "last lines of $LOG_FILE:"
-    tail -n 40 "$LOG_FILE" >&2 || true
-  fi
-}
-
-# Sends SIGTERM, waits up to 30 s, then SIGKILL.
-terminate() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  log "pid $pid still alive after 30 s, sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-}
-
-remove_data_dir() {
-  if [[ "$INFLUX_KEEP_DATA" == 1 ]]; then
-    log "keeping data dir $INFLUX_DATA_DIR (INFLUX_KEEP_DATA=1)"
-  elif [[ -f "$OWNER_MARKER" ]]; then
-    rm -rf -- "$INFLUX_DATA_DIR"
-  elif [[ -e "$INFLUX_DATA_DIR" ]]; then
-    log "not removing $INFLUX_DATA_DIR: it was not created by this script"
-  fi
-}
+remove_data_dir() { remove_owned_dir "$INFLUX_DATA_DIR" "$INFLUX_KEEP_DATA" "$OWNER_MARKER" INFLUX_KEEP_DATA; }
 
 # --- install -----------------------------------------------------------------
 
@@ -261,11 +220,11 @@ cmd_start() {
       break
     fi
     if ((SECONDS - start > 2)) && ! running_pid >/dev/null; then
-      tail_log
+      tail_log "$LOG_FILE"
       die "influxd exited during startup"
     fi
     if ((SECONDS - start >= INFLUX_START_TIMEOUT)); then
-      tail_log
+      tail_log "$LOG_FILE"
       if pid="$(running_pid)"; then
         log "not ready after ${INFLUX_START_TIMEOUT}s, stopping pid $pid"
         terminate "$pid"

@@ -44,57 +44,15 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 log() { echo "[kafka] $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=process.sh
+. "$SCRIPT_DIR/process.sh"
 
 # --- process helpers ---------------------------------------------------------
 
 # Prints the pid from the pid file if that process is alive and is our broker.
-running_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against pid reuse: the process must be a JVM running kafka.Kafka on our config.
-  local cmdline
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
-  [[ "$cmdline" == *"kafka.Kafka $KAFKA_DATA_DIR/server.properties"* ]] || return 1
-  echo "$pid"
-}
+running_pid() { pid_matching "$PID_FILE" "kafka.Kafka $KAFKA_DATA_DIR/server.properties"; }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tail_log() {
-  if [[ -f "$LOG_FILE" ]]; then
-    log "last lines of $LOG_FILE:"
-    tail -n 40 "$LOG_FILE" >&2 || true
-  fi
-}
-
-# Sends SIGTERM, waits up to 30 s, then SIGKILL.
-terminate() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  log "pid $pid still alive after 30 s, sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-}
-
-remove_data_dir() {
-  if [[ "$KAFKA_KEEP_DATA" == 1 ]]; then
-    log "keeping data dir $KAFKA_DATA_DIR (KAFKA_KEEP_DATA=1)"
-  elif [[ -f "$OWNER_MARKER" ]]; then
-    rm -rf -- "$KAFKA_DATA_DIR"
-  elif [[ -e "$KAFKA_DATA_DIR" ]]; then
-    log "not removing $KAFKA_DATA_DIR: it was not created by this script"
-  fi
-}
+remove_data_dir() { remove_owned_dir "$KAFKA_DATA_DIR" "$KAFKA_KEEP_DATA" "$OWNER_MARKER" KAFKA_KEEP_DATA; }
 
 # --- jars --------------------------------------------------------------------
 
@@ -270,11 +228,11 @@ cmd_start() {
       break
     fi
     if ((SECONDS - start > 2)) && ! running_pid >/dev/null; then
-      tail_log
+      tail_log "$LOG_FILE"
       die "broker process exited during startup"
     fi
     if ((SECONDS - start >= KAFKA_START_TIMEOUT)); then
-      tail_log
+      tail_log "$LOG_FILE"
       if pid="$(running_pid)"; then
         log "not ready after ${KAFKA_START_TIMEOUT}s, stopping pid $pid"
         terminate "$pid"

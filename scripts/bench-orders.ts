@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
+import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
 import { REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
@@ -32,13 +33,8 @@ const SECONDS = Number(values.seconds);
 const logger = createLogger('bench', 'error');
 const env = parseEnv(kafkaEnv);
 const kafka = createKafka(env, 'bench', logger);
-const rows: [string, string, string][] = [];
-const report = (what: string, figure: string, note = '') => {
-  rows.push([what, figure, note]);
-  process.stderr.write(`  ${what}: ${figure} ${note}\n`);
-};
-const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
-const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+const figures = new Report();
+const report = figures.add.bind(figures);
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 
 await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
@@ -140,8 +136,5 @@ ticks.kill('SIGTERM');
 await consumer.disconnect();
 await Promise.all([matcher.stop(), fillPublisher.stop(), deserializer.stop()]);
 
-const width = Math.max(...rows.map((r) => r[0].length));
-const figureWidth = Math.max(...rows.map((r) => r[1].length));
-process.stdout.write(`\n| ${'measure'.padEnd(width)} | ${'figure'.padEnd(figureWidth)} | note\n|${'-'.repeat(width + 2)}|${'-'.repeat(figureWidth + 2)}|------\n`);
-for (const [what, figure, note] of rows) process.stdout.write(`| ${what.padEnd(width)} | ${figure.padEnd(figureWidth)} | ${note}\n`);
+figures.print();
 process.exit(0);

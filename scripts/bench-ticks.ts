@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { createKafka, createLogger, InfluxClient, kafkaEnv, parseEnv, TOPICS, type ConsumedRecord } from '@tradeflow/shared';
 import { parseTick } from '../services/tick-deserializer/src/deserialize.ts';
 import { encodePrice } from '../services/influx-writer/src/points.ts';
+import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
 import { generateTicks } from './lib/ticks.ts';
@@ -36,13 +37,8 @@ const logger = createLogger('bench', 'error');
 const env = parseEnv(kafkaEnv);
 const influxUrl = process.env['INFLUX_URL'] ?? 'http://127.0.0.1:8086';
 const kafka = createKafka(env, 'bench', logger);
-const rows: [string, string, string][] = [];
-const report = (what: string, figure: string, note = '') => {
-  rows.push([what, figure, note]);
-  process.stderr.write(`  ${what}: ${figure} ${note}\n`);
-};
-const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
-const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+const figures = new Report();
+const report = figures.add.bind(figures);
 
 // 1. Validation alone, and line encoding beside it.
 if (PARTS.has('validate')) {
@@ -138,8 +134,5 @@ if (PARTS.has('e2e')) {
   await Promise.all([deserializer.stop(), writer.stop()]);
 }
 
-const width = Math.max(...rows.map((r) => r[0].length));
-const figureWidth = Math.max(...rows.map((r) => r[1].length));
-process.stdout.write(`\n| ${'measure'.padEnd(width)} | ${'figure'.padEnd(figureWidth)} | note\n|${'-'.repeat(width + 2)}|${'-'.repeat(figureWidth + 2)}|------\n`);
-for (const [what, figure, note] of rows) process.stdout.write(`| ${what.padEnd(width)} | ${figure.padEnd(figureWidth)} | ${note}\n`);
+figures.print();
 process.exit(0);

@@ -1,0 +1,19 @@
+/** Benchmark figures: each is echoed as it is measured, and all are printed as a table at the end. */
+export class Report {
+  private readonly rows: [string, string, string][] = [];
+
+  add(what: string, figure: string, note = ''): void {
+    this.rows.push([what, figure, note]);
+    process.stderr.write(`  ${what}: ${figure} ${note}\n`);
+  }
+
+  print(): void {
+    const width = Math.max(...this.rows.map((r) => r[0].length));
+    const figureWidth = Math.max(...this.rows.map((r) => r[1].length));
+    process.stdout.write(`\n| ${'measure'.padEnd(width)} | ${'figure'.padEnd(figureWidth)} | note\n|${'-'.repeat(width + 2)}|${'-'.repeat(figureWidth + 2)}|------\n`);
+    for (const [what, figure, note] of this.rows) process.stdout.write(`| ${what.padEnd(width)} | ${figure.padEnd(figureWidth)} | ${note}\n`);
+  }
+}
+
+export const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+export const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;

@@ -59,7 +59,8 @@ export class MatcherState {
 /** What one step changed, to persist in the changelog. */
 export class StateChanges {
   readonly prices = new Set<string>();
-  readonly added = new Set<string>();
+  /** Orders that started waiting in this step; those also in `removed` executed within it. */
+  readonly added = new Map<string, ComponentOrder>();
   readonly removed = new Set<string>();
   timeChanged = false;
 }
@@ -108,7 +109,7 @@ export class Matcher {
       out.push(this.executeSingle(order, price));
     } else {
       this.addPending(state, order);
-      changes.added.add(order.component_order_id);
+      changes.added.set(order.component_order_id, order);
     }
     this.closeWindows(state, changes, out);
   }
@@ -149,9 +150,12 @@ export class Matcher {
   /** Closed windows with a fresh price become blocks, oldest window first. */
   private closeWindows(state: MatcherState, changes: StateChanges, out: Execution[]): void {
     if (state.windows.size === 0) return;
-    const closed = [...state.windows.entries()]
-      .filter(([, w]) => w.start + this.config.windowSeconds <= state.streamTime)
-      .sort((a, b) => a[1].start - b[1].start);
+    let closed: [string, Window][] | undefined;
+    for (const entry of state.windows) {
+      if (entry[1].start + this.config.windowSeconds <= state.streamTime) (closed ??= []).push(entry);
+    }
+    if (closed === undefined) return;
+    closed.sort((a, b) => a[1].start - b[1].start);
     for (const [key, window] of closed) {
       const latestOrder = Math.max(...window.orders.map((o) => o.timestamp));
       const price = state.prices.get(window.symbol);
@@ -219,10 +223,8 @@ export class Matcher {
     for (const symbol of changes.prices) {
       entries.push({ key: CHANGELOG_KEYS.price(symbol), value: Buffer.from(JSON.stringify(state.prices.get(symbol))) });
     }
-    const pending = new Map(changes.added.size > 0 ? state.pendingOrders().map((o) => [o.component_order_id, o]) : []);
-    for (const id of changes.added) {
-      const order = pending.get(id);
-      if (order !== undefined) entries.push({ key: CHANGELOG_KEYS.order(id), value: Buffer.from(JSON.stringify(order)) });
+    for (const [id, order] of changes.added) {
+      if (!changes.removed.has(id)) entries.push({ key: CHANGELOG_KEYS.order(id), value: Buffer.from(JSON.stringify(order)) });
     }
     for (const id of changes.removed) {
       if (!changes.added.has(id)) entries.push({ key: CHANGELOG_KEYS.order(id), value: null });

@@ -135,6 +135,17 @@ function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** The entry under `key`, opened on first use; a failed opening is forgotten so the next call retries. */
+function openOnce<K, V>(entries: Map<K, Promise<V>>, key: K, open: () => Promise<V>): Promise<V> {
+  let entry = entries.get(key);
+  if (entry === undefined) {
+    entry = open();
+    entries.set(key, entry);
+    entry.catch(() => entries.delete(key));
+  }
+  return entry;
+}
+
 /** A producer for one task's transactions: its id is stable, so a new owner fences the old one. */
 function transactionalProducer(kafka: Kafka, transactionalId: string): Producer {
   return kafka.producer({
@@ -368,16 +379,7 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
     }
   };
 
-  const producerFor = (tp: TopicPartition): Promise<PartitionProducer> => {
-    const key = keyOf(tp);
-    let entry = producers.get(key);
-    if (entry === undefined) {
-      entry = openProducer(tp);
-      producers.set(key, entry);
-      entry.catch(() => producers.delete(key));
-    }
-    return entry;
-  };
+  const producerFor = (tp: TopicPartition): Promise<PartitionProducer> => openOnce(producers, keyOf(tp), () => openProducer(tp));
 
   const closeProducer = async (tp: TopicPartition): Promise<void> => {
     const key = keyOf(tp);
@@ -530,15 +532,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     }
   };
 
-  const taskFor = (partition: number): Promise<Task> => {
-    let entry = tasks.get(partition);
-    if (entry === undefined) {
-      entry = openTask(partition);
-      tasks.set(partition, entry);
-      entry.catch(() => tasks.delete(partition));
-    }
-    return entry;
-  };
+  const taskFor = (partition: number): Promise<Task> => openOnce(tasks, partition, () => openTask(partition));
 
   const closeTask = async (partition: number): Promise<void> => {
     const entry = tasks.get(partition);

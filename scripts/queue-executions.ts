@@ -7,13 +7,13 @@ import { parseFeedArgs, runFeed } from './lib/feed.ts';
 import { generateExecutions } from './lib/orders.ts';
 
 const NAME = 'queue-executions';
-const { values, env, number } = parseFeedArgs(NAME, ' [--accounts N] [--allocations]', { count: 100, topic: TOPICS.executions }, {
+const { values, number, feedOptions } = parseFeedArgs(NAME, ' [--accounts N] [--allocations]', { count: 100, topic: TOPICS.executions }, {
   accounts: { type: 'string', default: '1000' },
   allocations: { type: 'boolean', default: false },
 });
 const count = number('count', 0);
 const summary = await runFeed(
-  { name: NAME, topic: String(values['topic']), brokers: env.KAFKA_BROKERS, partitions: env.TOPIC_PARTITIONS, rate: number('rate', 0), dryRun: values['dry-run'] === true, total: count, quiet: values['quiet'] === true },
+  feedOptions(count),
   generateExecutions({ count, seed: number('seed', 0), accounts: number('accounts', 1), allocations: values['allocations'] === true }),
 );
 process.stderr.write(`${NAME}: ${values['dry-run'] === true ? 'printed' : 'sent'} ${summary.sent} executions in ${summary.elapsedSeconds.toFixed(2)} s, ${Math.round(summary.ratePerSecond)}/s\n`);

@@ -7,10 +7,10 @@ import { parseFeedArgs, runFeed } from './lib/feed.ts';
 import { generateFills } from './lib/orders.ts';
 
 const NAME = 'queue-fills';
-const { values, env, number } = parseFeedArgs(NAME, ' [--accounts N]', { count: 100, topic: TOPICS.fills }, { accounts: { type: 'string', default: '1000' } });
+const { values, number, feedOptions } = parseFeedArgs(NAME, ' [--accounts N]', { count: 100, topic: TOPICS.fills }, { accounts: { type: 'string', default: '1000' } });
 const count = number('count', 0);
 const summary = await runFeed(
-  { name: NAME, topic: String(values['topic']), brokers: env.KAFKA_BROKERS, partitions: env.TOPIC_PARTITIONS, rate: number('rate', 0), dryRun: values['dry-run'] === true, total: count, quiet: values['quiet'] === true },
+  feedOptions(count),
   generateFills({ count, seed: number('seed', 0), accounts: number('accounts', 1) }),
 );
 process.stderr.write(`${NAME}: ${values['dry-run'] === true ? 'printed' : 'sent'} ${summary.sent} fills in ${summary.elapsedSeconds.toFixed(2)} s, ${Math.round(summary.ratePerSecond)}/s\n`);

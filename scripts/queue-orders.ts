@@ -7,7 +7,7 @@ import { parseFeedArgs, runFeed } from './lib/feed.ts';
 import { generateOrders } from './lib/orders.ts';
 
 const NAME = 'queue-orders';
-const { values, env, number } = parseFeedArgs(
+const { values, number, feedOptions } = parseFeedArgs(
   NAME,
   ' [--accounts N] [--pairs] [--priority 1|2] [--invalid N] [--symbols VTI,IVE,...] [--max-components N] [--start-time EPOCH_SECONDS] [--spacing SECONDS]',
   { count: 100, topic: TOPICS.orders },
@@ -34,16 +34,7 @@ let sequence = 0;
 const startTime = typeof values['start-time'] === 'string' ? number('start-time', 0) : undefined;
 const spacing = number('spacing', 0);
 const summary = await runFeed(
-  {
-    name: NAME,
-    topic: String(values['topic']),
-    brokers: env.KAFKA_BROKERS,
-    partitions: env.TOPIC_PARTITIONS,
-    rate: number('rate', 0),
-    dryRun: values['dry-run'] === true,
-    total: count,
-    quiet: values['quiet'] === true,
-  },
+  feedOptions(count),
   generateOrders({
     count,
     seed: number('seed', 0),

@@ -7,7 +7,7 @@ import { parseFeedArgs, runFeed } from './lib/feed.ts';
 import { generateTicks } from './lib/ticks.ts';
 
 const NAME = 'queue-ticks';
-const { values, env, number } = parseFeedArgs(
+const { values, number, feedOptions } = parseFeedArgs(
   NAME,
   ' [--invalid N] [--symbols VTI,IVE,...] [--start-time EPOCH_SECONDS] [--spacing SECONDS]',
   { count: 100_000, topic: TOPICS.ticks },
@@ -25,16 +25,7 @@ const symbols = typeof values['symbols'] === 'string' ? values['symbols'].split(
 const startTime = typeof values['start-time'] === 'string' ? number('start-time', 0) : undefined;
 
 const summary = await runFeed(
-  {
-    name: NAME,
-    topic: String(values['topic']),
-    brokers: env.KAFKA_BROKERS,
-    partitions: env.TOPIC_PARTITIONS,
-    rate: number('rate', 0),
-    dryRun: values['dry-run'] === true,
-    total: count,
-    quiet: values['quiet'] === true,
-  },
+  feedOptions(count),
   generateTicks({
     count,
     seed: number('seed', 0),

@@ -77,7 +77,18 @@ export function parseFeedArgs(name: string, usage: string, defaults: { count: nu
     }
     return n;
   };
-  return { values, env, number };
+  /** The sending options every seed script takes from these flags, for `total` messages. */
+  const feedOptions = (total: number): FeedOptions => ({
+    name,
+    topic: String(values['topic']),
+    brokers: env.KAFKA_BROKERS,
+    partitions: env.TOPIC_PARTITIONS,
+    rate: number('rate', 0),
+    dryRun: values['dry-run'] === true,
+    total,
+    quiet: values['quiet'] === true,
+  });
+  return { values, env, number, feedOptions };
 }
 
 export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessage>): Promise<FeedSummary> {

@@ -53,6 +53,11 @@ export class ServiceMetrics {
     this.lagByPartition.delete(`${topic}-${partition}`);
   }
 
+  /** Drops the lag of partitions this member no longer owns (keys `topic-partition`). */
+  keepLagOnly(assigned: ReadonlySet<string>): void {
+    for (const key of this.lagByPartition.keys()) if (!assigned.has(key)) this.lagByPartition.delete(key);
+  }
+
   snapshot(): MetricsSnapshot {
     const rss = process.memoryUsage.rss();
     this.peakRss = Math.max(this.peakRss, rss);

@@ -448,12 +448,7 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
     );
   };
   const onAssignment = async (assigned: readonly TopicPartition[]) => {
-    const keep = new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`));
-    for (const key of Object.keys(options.metrics.snapshot().lagByPartition)) {
-      if (keep.has(key)) continue;
-      const cut = key.lastIndexOf('-');
-      options.metrics.forgetLag(key.slice(0, cut), Number(key.slice(cut + 1)));
-    }
+    options.metrics.keepLagOnly(new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`)));
   };
   return startConsumer(options, processBatch, onAssignment, async () => undefined);
 }

@@ -53,12 +53,34 @@ const fillsSeen = new Map<string, number>();
 const latencies = new Map<string, { all: number[]; p1: number[]; p2: number[] }>();
 let firstFillAt = 0;
 let lastFillAt = 0;
+/**
+ * Where the time goes, per priority-1 component order: Kafka record timestamps (set by each
+ * producer when it sends) of the component order (split), its execution (match) and its fill.
+ */
+const componentAt = new Map<string, number>();
+const executionAt = new Map<string, number>();
+const hops = new Map<string, { split: number[]; match: number[]; fill: number[]; read: number[] }>();
 const consumer = kafka.consumer({ groupId: `${run}-reader`, maxWaitTimeInMs: 20 });
 await consumer.connect();
-await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: true });
+await consumer.subscribe({ topics: [TOPICS.fills, TOPICS.orderComponents, TOPICS.executions], fromBeginning: true });
 await consumer.run({
+  partitionsConsumedConcurrently: 18,
   eachBatch: async ({ batch }) => {
     const now = Date.now() / 1000;
+    if (batch.topic === TOPICS.orderComponents) {
+      for (const message of batch.messages) {
+        const component = JSON.parse(message.value!.toString()) as { component_order_id: string; priority: number };
+        if (component.priority === 1) componentAt.set(component.component_order_id, Number(message.timestamp));
+      }
+      return;
+    }
+    if (batch.topic === TOPICS.executions) {
+      for (const message of batch.messages) {
+        const execution = JSON.parse(message.value!.toString()) as { component_order_id: string; execution_id?: string };
+        if (execution.execution_id?.startsWith('blk:') !== true) executionAt.set(execution.component_order_id, Number(message.timestamp));
+      }
+      return;
+    }
     for (const message of batch.messages) {
       const fill = JSON.parse(message.value!.toString()) as Fill;
       const phase = phaseOf.get(fill.component_order_id) ?? 'unknown';
@@ -72,6 +94,18 @@ await consumer.run({
       l.all.push(ms);
       (fill.execution_id.startsWith('blk:') ? l.p2 : l.p1).push(ms);
       latencies.set(phase, l);
+      const componentTs = componentAt.get(fill.component_order_id);
+      const executionTs = executionAt.get(fill.component_order_id);
+      if (componentTs !== undefined && executionTs !== undefined && fill.order_timestamp !== undefined) {
+        const h = hops.get(phase) ?? { split: [], match: [], fill: [], read: [] };
+        h.split.push(componentTs - fill.order_timestamp * 1000);
+        h.match.push(executionTs - componentTs);
+        h.fill.push(Number(message.timestamp) - executionTs);
+        h.read.push(now * 1000 - Number(message.timestamp));
+        hops.set(phase, h);
+        componentAt.delete(fill.component_order_id);
+        executionAt.delete(fill.component_order_id);
+      }
     }
   },
 });
@@ -124,6 +158,17 @@ for (const [i, rate] of RATES.entries()) {
   };
   report(`feed at ${fmt(rate)} portfolio orders/s`, `${fmt(count / feedSeconds)} orders/s = ${fmt(components / feedSeconds)} components/s`, `${fmt(count)} orders in ${feedSeconds.toFixed(1)} s`);
   report(`  order→fill latency, priority 1 (${fmt(l.p1.length)} fills)`, line(l.p1));
+  const h = hops.get(phase);
+  if (h !== undefined) {
+    const mid = (xs: number[]) => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      return `p50 ${percentile(sorted, 50).toFixed(0)} / p99 ${percentile(sorted, 99).toFixed(0)} ms`;
+    };
+    report(`    per hop: order → component (split)`, mid(h.split));
+    report(`    per hop: component → execution (match)`, mid(h.match));
+    report(`    per hop: execution → fill (fill-publisher)`, mid(h.fill));
+    report(`    per hop: fill → seen by a reader`, mid(h.read), 'commit + read_committed fetch');
+  }
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
   report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(m.lag)}, fill-publisher lag ${fmt(f.lag)}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);
   report(`  fills / components`, `${fmt(fillsSeen.get(phase) ?? 0)} / ${fmt(components)}`, (fillsSeen.get(phase) ?? 0) === components ? 'exactly once' : 'MISMATCH');

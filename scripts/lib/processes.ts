@@ -67,7 +67,9 @@ export interface StartOptions {
 /** Starts services/<name>/src/main.ts with Node and waits until it serves /metrics. */
 export async function startService(name: string, options: StartOptions): Promise<ServiceProcess> {
   const metricsPort = await freePort();
-  const child = spawn(process.execPath, [`${REPO}/services/${name}/src/main.ts`], {
+  // SERVICE_NODE_ARGS: extra node flags for the services only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env['SERVICE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, `${REPO}/services/${name}/src/main.ts`], {
     env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

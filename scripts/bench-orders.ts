@@ -7,7 +7,9 @@
  *      rate of portfolio orders, then at a higher one, with the lag when each feed ended;
  *   peak memory (RSS) of each service.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30]
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--hops]
+ * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
+ * execution and its fill), at the cost of reading two more topics.
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -24,6 +26,8 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '2000,6000' },
     seconds: { type: 'string', default: '30' },
     'tick-rate': { type: 'string', default: '500' },
+    /** Also read orders.components and executions to split the latency by hop (adds load). */
+    hops: { type: 'boolean', default: false },
   },
 });
 const BACKLOG = Number(values.backlog);
@@ -62,7 +66,7 @@ const executionAt = new Map<string, number>();
 const hops = new Map<string, { split: number[]; match: number[]; fill: number[]; read: number[] }>();
 const consumer = kafka.consumer({ groupId: `${run}-reader`, maxWaitTimeInMs: 20 });
 await consumer.connect();
-await consumer.subscribe({ topics: [TOPICS.fills, TOPICS.orderComponents, TOPICS.executions], fromBeginning: true });
+await consumer.subscribe({ topics: values.hops ? [TOPICS.fills, TOPICS.orderComponents, TOPICS.executions] : [TOPICS.fills], fromBeginning: true });
 await consumer.run({
   partitionsConsumedConcurrently: 18,
   eachBatch: async ({ batch }) => {
@@ -168,6 +172,17 @@ for (const [i, rate] of RATES.entries()) {
     report(`    per hop: component → execution (match)`, mid(h.match));
     report(`    per hop: execution → fill (fill-publisher)`, mid(h.fill));
     report(`    per hop: fill → seen by a reader`, mid(h.read), 'commit + read_committed fetch');
+  }
+  for (const service of [m, f]) {
+    const t = service.timings ?? {};
+    const steps = ['txn.process', 'txn.offsets', 'txn.produce', 'txn.commit'].filter((k) => t[k] !== undefined);
+    if (t['txn'] !== undefined) {
+      report(
+        `    ${service.service} transactions (last ${fmt(Math.min(t['txn'].count, 4096))})`,
+        `p50 ${t['txn'].p50Ms.toFixed(1)} / p99 ${t['txn'].p99Ms.toFixed(1)} ms`,
+        steps.map((k) => `${k.slice(4)} ${t[k]!.p50Ms.toFixed(1)}/${t[k]!.p99Ms.toFixed(1)}`).join(', '),
+      );
+    }
   }
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
   report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(m.lag)}, fill-publisher lag ${fmt(f.lag)}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);

@@ -21,6 +21,34 @@ export interface MetricsSnapshot {
   rssBytes: number;
   peakRssBytes: number;
   extra: Record<string, number>;
+  /** Durations of recent operations (e.g. each step of a transaction), over the last TIMING_WINDOW. */
+  timings: Record<string, TimingSummary>;
+}
+
+export interface TimingSummary {
+  count: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** How many recent durations of each kind the percentiles are taken over. */
+export const TIMING_WINDOW = 4_096;
+
+class TimingWindow {
+  private readonly values = new Float64Array(TIMING_WINDOW);
+  private count = 0;
+
+  add(ms: number): void {
+    this.values[this.count % TIMING_WINDOW] = ms;
+    this.count++;
+  }
+
+  summary(): TimingSummary {
+    const sorted = this.values.slice(0, Math.min(this.count, TIMING_WINDOW)).sort();
+    const at = (p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!);
+    return { count: this.count, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.length === 0 ? 0 : sorted[sorted.length - 1]! };
+  }
 }
 
 export class ServiceMetrics {
@@ -40,9 +68,17 @@ export class ServiceMetrics {
   private readonly lagByPartition = new Map<string, number>();
   private readonly startedAt = Date.now();
   private peakRss = 0;
+  private readonly timingWindows = new Map<string, TimingWindow>();
 
   constructor(service: string) {
     this.service = service;
+  }
+
+  /** Records how long one `what` took. */
+  time(what: string, ms: number): void {
+    let window = this.timingWindows.get(what);
+    if (window === undefined) this.timingWindows.set(what, (window = new TimingWindow()));
+    window.add(ms);
   }
 
   setLag(topic: string, partition: number, lag: number): void {
@@ -79,6 +115,7 @@ export class ServiceMetrics {
       rssBytes: rss,
       peakRssBytes: Math.max(this.peakRss, process.resourceUsage().maxRSS * 1024),
       extra: { ...this.extra },
+      timings: Object.fromEntries([...this.timingWindows].map(([what, window]) => [what, window.summary()])),
     };
   }
 }

@@ -222,11 +222,56 @@ async function sendOffsets(transaction: Transaction, args: SendOffsetsArgs): Pro
   }
 }
 
+/** Times the steps of one operation into the service's metrics. */
+class StepTimer {
+  private readonly metrics: ServiceMetrics;
+  private readonly started = performance.now();
+  private last = this.started;
+
+  constructor(metrics: ServiceMetrics) {
+    this.metrics = metrics;
+  }
+
+  step(what: string): void {
+    const now = performance.now();
+    this.metrics.time(what, now - this.last);
+    this.last = now;
+  }
+
+  total(what: string): void {
+    this.metrics.time(what, performance.now() - this.started);
+  }
+}
+
 interface BatchContext {
   readonly payload: EachBatchPayload;
   readonly source: TopicPartition;
   readonly records: ConsumedRecord[];
+  /** The offset the fetch of this batch started at. */
+  readonly fetchedOffset: string;
   readonly nextOffset: string;
+  readonly highWatermark: string;
+  /** The lane it was queued in; revoked when its partitions moved to another member. */
+  readonly lane: { readonly revoked: boolean };
+}
+
+/** Consecutive batches of one topic-partition as one (the newest payload, the last offset). */
+function mergeBatches(entries: readonly BatchContext[]): BatchContext {
+  if (entries.length === 1) return entries[0]!;
+  const first = entries[0]!;
+  const last = entries[entries.length - 1]!;
+  return { ...last, fetchedOffset: first.fetchedOffset, records: entries.flatMap((e) => e.records) };
+}
+
+/** Splits a lane's batches into runs of the same topic-partition, in order. */
+function runsBySource(entries: readonly BatchContext[]): BatchContext[] {
+  const runs: BatchContext[][] = [];
+  for (const entry of entries) {
+    const run = runs[runs.length - 1];
+    if (run !== undefined && run[0]!.source.topic === entry.source.topic && run[0]!.source.partition === entry.source.partition) run.push(entry);
+    else runs.push([entry]);
+  }
+  return runs.map(mergeBatches);
 }
 
 /** Runs `attempt` until it succeeds, the partition is taken away, or the runner stops. */
@@ -240,7 +285,7 @@ async function retrying(
   const cap = options.retryMaxMs ?? 10_000;
   let backoff = INITIAL_BACKOFF_MS;
   for (let failures = 0; ; failures++) {
-    if (isStopping() || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
+    if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
     try {
       await attempt();
       if (failures > 0) {
@@ -275,17 +320,46 @@ async function retrying(
   }
 }
 
+/**
+ * A lane is the unit that is processed in order: a topic-partition, or for stateful transforms a
+ * task (partition p of every input topic). Fetching does not wait for a lane's transaction: batches
+ * queue up in their lane while it is busy and the lane takes everything queued as its next
+ * transaction. So one slow partition does not hold up the others, and the batch grows with the
+ * load instead of the number of transactions.
+ */
+interface Lane {
+  readonly key: string;
+  /** Its partitions were assigned to another member: what it has in hand is given up. */
+  revoked: boolean;
+  pending: BatchContext[];
+  pendingBytes: number;
+  running: Promise<void> | undefined;
+  /** Resolved (and replaced) whenever the lane takes its pending batches. */
+  room: { promise: Promise<void>; resolve: () => void };
+}
+
+function newRoom(): Lane['room'] {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const batchBytes = (records: readonly ConsumedRecord[]) => records.reduce((sum, r) => sum + (r.value?.length ?? 0) + (r.key?.length ?? 0), 0);
+
 function startConsumer(
   options: RunnerOptions,
-  processBatch: (ctx: BatchContext, isStopping: () => boolean) => Promise<void>,
-  onAssignment: (assigned: readonly TopicPartition[]) => Promise<void>,
+  laneOf: (source: TopicPartition) => string,
+  /** Processes a lane's queued batches (in fetch order), committing them or throwing Stopped. */
+  processLane: (entries: readonly BatchContext[], isStopping: () => boolean) => Promise<void>,
+  onAssignment: (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => Promise<void>,
   onStop: () => Promise<void>,
 ): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId, topics } = options;
+  const maxBytesPerPartition = options.maxBytesPerPartition ?? 2 * 1024 * 1024;
   const consumer: Consumer = kafka.consumer({
     groupId,
     readUncommitted: false,
-    maxBytesPerPartition: options.maxBytesPerPartition ?? 2 * 1024 * 1024,
+    maxBytesPerPartition,
     maxBytes: 16 * 1024 * 1024,
     minBytes: options.fetchMinBytes ?? 1,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
@@ -296,6 +370,61 @@ function startConsumer(
   });
   let stopping = false;
   const isStopping = () => stopping;
+  const lanes = new Map<string, Lane>();
+
+  /** Drops a lane's queued batches; they were fetched but will be fetched again. */
+  const dropPending = (lane: Lane): BatchContext[] => {
+    const dropped = lane.pending;
+    lane.pending = [];
+    lane.pendingBytes = 0;
+    lane.room.resolve();
+    lane.room = newRoom();
+    return dropped;
+  };
+
+  /**
+   * A lane gave its batches up uncommitted (the partition moved, or the runner stops): forget what
+   * is queued behind them and fetch again from the first of them, so nothing is skipped if the
+   * partition stays here.
+   */
+  const rewind = (lane: Lane, abandoned: readonly BatchContext[]) => {
+    const from = new Map<string, { source: TopicPartition; offset: bigint }>();
+    for (const entry of [...abandoned, ...dropPending(lane)]) {
+      const key = `${entry.source.topic}-${entry.source.partition}`;
+      const offset = BigInt(entry.fetchedOffset);
+      const known = from.get(key);
+      if (known === undefined || offset < known.offset) from.set(key, { source: entry.source, offset });
+    }
+    if (stopping) return;
+    for (const { source, offset } of from.values()) {
+      logger.info({ ...source, offset: offset.toString() }, 'fetching again from the first uncommitted batch');
+      consumer.seek({ topic: source.topic, partition: source.partition, offset: offset.toString() });
+    }
+  };
+
+  const drain = async (lane: Lane) => {
+    while (lane.pending.length > 0 && !stopping) {
+      const entries = dropPending(lane);
+      try {
+        await processLane(entries, isStopping);
+        for (const run of runsBySource(entries)) {
+          metrics.batches++;
+          metrics.setLag(run.source.topic, run.source.partition, Math.max(0, Number(BigInt(run.highWatermark) - BigInt(run.nextOffset))));
+        }
+      } catch (error) {
+        if (!(error instanceof Stopped)) logger.error({ lane: lane.key, err: error }, 'processing failed; the batches will be fetched again');
+        rewind(lane, entries);
+      }
+    }
+  };
+
+  const kick = (lane: Lane) => {
+    if (lane.running !== undefined) return;
+    lane.running = drain(lane).finally(() => {
+      lane.running = undefined;
+      if (lane.pending.length > 0 && !stopping) kick(lane);
+    });
+  };
 
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
     const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) =>
@@ -303,7 +432,12 @@ function startConsumer(
     );
     logger.info({ groupId, assigned: assigned.map((tp) => `${tp.topic}-${tp.partition}`) }, 'joined consumer group');
     metrics.extra[`assigned:${groupId}`] = assigned.length;
-    void onAssignment(assigned).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
+    const assignedLanes = new Set(assigned.map(laneOf));
+    for (const lane of lanes.values()) lane.revoked = !assignedLanes.has(lane.key);
+    // After a join the consumer fetches every assigned partition again from its committed offset,
+    // so what was queued is fetched again; what is in flight finishes or fails on its own.
+    for (const lane of lanes.values()) dropPending(lane);
+    void onAssignment(assigned, lanes).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     logger.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
@@ -318,25 +452,29 @@ function startConsumer(
       partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 6,
       eachBatch: async (payload) => {
         const { batch } = payload;
-        if (batch.isEmpty() || stopping) return;
+        // Stale: a seek is pending for this partition, so this batch is from before it.
+        if (batch.isEmpty() || stopping || payload.isStale()) return;
         const source = { topic: batch.topic, partition: batch.partition };
         const records = batch.messages.map((m) => toConsumed(batch.topic, batch.partition, m));
         const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
-        try {
-          await processBatch({ payload, source, records, nextOffset }, isStopping);
-        } catch (error) {
-          if (error instanceof Stopped) return;
-          throw error;
-        }
+        const key = laneOf(source);
+        let lane = lanes.get(key);
+        if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, running: undefined, room: newRoom() }));
+        lane.pending.push({ payload, source, records, fetchedOffset: String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, highWatermark: batch.highWatermark, lane });
+        lane.pendingBytes += batchBytes(records);
         payload.resolveOffset(batch.lastOffset());
-        metrics.batches++;
-        metrics.setLag(batch.topic, batch.partition, Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(nextOffset))));
+        kick(lane);
+        // Backpressure: fetch no further while this lane has a lot queued.
+        while (lane.pendingBytes > 2 * maxBytesPerPartition && !stopping) await lane.room.promise;
       },
     });
     logger.info({ groupId, topics }, 'consuming');
     return {
       stop: async () => {
         stopping = true;
+        for (const lane of lanes.values()) dropPending(lane);
+        await consumer.stop();
+        await Promise.all([...lanes.values()].map((lane) => lane.running));
         await consumer.disconnect();
         await onStop();
         logger.info({ groupId }, 'consumer stopped');
@@ -389,7 +527,8 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
     if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
   };
 
-  const processBatch = async (ctx: BatchContext, isStopping: () => boolean): Promise<void> => {
+  const processLane = async (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+    const ctx = mergeBatches(entries);
     await retrying('transaction', ctx, options, isStopping, async () => {
       const owner = await producerFor(ctx.source);
       const fresh = ctx.records.filter((r) => BigInt(r.offset) >= owner.committed);
@@ -397,12 +536,20 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
       const outputs = await options.handle(fresh, ctx.source);
       const transaction = await owner.producer.transaction();
       try {
-        for (const chunk of produceChunks(outputs)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+        // Offsets first: from the first record sent until the commit markers are written, the
+        // output partitions' last stable offset is held back (for every reader, and behind every
+        // other producer's records), so that stretch is kept as short as possible.
+        const timer = new StepTimer(metrics);
         await sendOffsets(transaction, {
           consumerGroupId: groupId,
           topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
         });
+        timer.step('txn.offsets');
+        for (const chunk of produceChunks(outputs)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+        timer.step('txn.produce');
         await transaction.commit();
+        timer.step('txn.commit');
+        timer.total('txn');
       } catch (error) {
         await transaction.abort().catch(() => undefined);
         // Start over with a fresh producer: re-initialising it settles the transaction's outcome
@@ -415,11 +562,12 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
     });
   };
 
-  const onAssignment = async (assigned: readonly TopicPartition[]) => {
+  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
     const keep = new Set(assigned.map(keyOf));
     const revoked = [...producers.keys()].filter((key) => !keep.has(key));
     await Promise.all(
-      revoked.map((key) => {
+      revoked.map(async (key) => {
+        await lanes.get(key)?.running;
         const cut = key.lastIndexOf('-');
         return closeProducer({ topic: key.slice(0, cut), partition: Number(key.slice(cut + 1)) });
       }),
@@ -433,12 +581,13 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
   };
 
   logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix }, 'starting exactly-once transform');
-  return startConsumer(options, processBatch, onAssignment, onStop);
+  return startConsumer(options, keyOf, processLane, onAssignment, onStop);
 }
 
 /** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
 export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
-  const processBatch = async (ctx: BatchContext, isStopping: () => boolean): Promise<void> => {
+  const processLane = async (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+    const ctx = mergeBatches(entries);
     await retrying('write', ctx, options, isStopping, () => options.write(ctx.records, ctx.source));
     options.metrics.consumed += ctx.records.length;
     await retrying('offset commit', ctx, options, isStopping, () =>
@@ -450,7 +599,7 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
   const onAssignment = async (assigned: readonly TopicPartition[]) => {
     options.metrics.keepLagOnly(new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`)));
   };
-  return startConsumer(options, processBatch, onAssignment, async () => undefined);
+  return startConsumer(options, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, async () => undefined);
 }
 
 export interface StateUpdate {
@@ -536,39 +685,60 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
   };
 
-  const processBatch = (ctx: BatchContext, isStopping: () => boolean): Promise<void> =>
-    withTaskLock(ctx.source.partition, () =>
-      retrying('transaction', ctx, options, isStopping, async () => {
-        const task = await taskFor(ctx.source.partition);
-        const floor = task.committed.get(ctx.source.topic) ?? 0n;
-        const fresh = ctx.records.filter((r) => BigInt(r.offset) >= floor);
-        if (fresh.length === 0) return;
+  /** One transaction for everything a task has queued, of any of its input topics. */
+  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+    const runs = runsBySource(entries);
+    const partition = runs[0]!.source.partition;
+    const last = runs[runs.length - 1]!;
+    return withTaskLock(partition, () =>
+      retrying('transaction', last, options, isStopping, async () => {
+        const task = await taskFor(partition);
+        const work = runs
+          .map((run) => ({ run, fresh: run.records.filter((r) => BigInt(r.offset) >= (task.committed.get(run.source.topic) ?? 0n)) }))
+          .filter(({ fresh }) => fresh.length > 0);
+        if (work.length === 0) return;
+        const timer = new StepTimer(metrics);
         const transaction = await task.producer.transaction();
-        let update: StateUpdate;
+        const outputs: ProducedRecord[] = [];
+        const offsets = new Map<string, string>();
+        let consumed = 0;
         try {
-          update = options.handler.process(task.state, fresh, ctx.source);
-          const changelog: ProducedRecord[] = update.changelog.map((entry) => ({
-            topic: options.changelogTopic,
-            partition: task.partition,
-            key: entry.key,
-            value: entry.value,
-          }));
-          for (const chunk of produceChunks([...update.outputs, ...changelog])) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+          // Later changes of a key replace earlier ones within the transaction.
+          const changelog = new Map<string, Buffer | null>();
+          for (const { run, fresh } of work) {
+            const update = options.handler.process(task.state, fresh, run.source);
+            outputs.push(...update.outputs);
+            for (const entry of update.changelog) {
+              changelog.delete(entry.key);
+              changelog.set(entry.key, entry.value);
+            }
+            offsets.set(run.source.topic, run.nextOffset);
+            consumed += fresh.length;
+          }
+          const changes: ProducedRecord[] = [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value }));
+          // Offsets first, for the reason given in runTransform.
+          timer.step('txn.process');
           await sendOffsets(transaction, {
             consumerGroupId: groupId,
-            topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
+            topics: [...offsets].map(([topic, offset]) => ({ topic, partitions: [{ partition, offset }] })),
           });
+          timer.step('txn.offsets');
+          for (const chunk of produceChunks([...outputs, ...changes])) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+          timer.step('txn.produce');
           await transaction.commit();
+          timer.step('txn.commit');
+          timer.total('txn');
         } catch (error) {
           await transaction.abort().catch(() => undefined);
           // The in-memory state may hold uncommitted changes: rebuild it from the changelog.
-          await closeTask(ctx.source.partition);
+          await closeTask(partition);
           throw error;
         }
-        task.committed.set(ctx.source.topic, BigInt(ctx.nextOffset));
-        countBatch(metrics, fresh.length, update.outputs);
+        for (const [topic, offset] of offsets) task.committed.set(topic, BigInt(offset));
+        countBatch(metrics, consumed, outputs);
       }),
     );
+  };
 
   const onAssignment = async (assigned: readonly TopicPartition[]) => {
     const keep = new Set(assigned.map((tp) => tp.partition));
@@ -581,5 +751,5 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   };
 
   logger.info({ groupId, changelogTopic: options.changelogTopic }, 'starting exactly-once stateful transform');
-  return startConsumer({ ...options, coPartitioned: true }, processBatch, onAssignment, onStop);
+  return startConsumer({ ...options, coPartitioned: true }, (tp) => String(tp.partition), processLane, onAssignment, onStop);
 }

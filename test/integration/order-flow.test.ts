@@ -225,7 +225,8 @@ describe('order flow under failure', () => {
 
   it('two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', async () => {
     const group = uniqueName('it');
-    const matcherEnv = { GROUP_ID: `${group}-matcher` };
+    // Three slots over six partitions: the first instance keeps two slots, the second takes one.
+    const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTION_SLOTS: '3' };
     const first = await startService('order-matcher', matcherEnv);
     await startService('fill-publisher', { GROUP_ID: `${group}-fills` });
     const { expected, feed } = await startRun(32, 2_500);

@@ -84,5 +84,11 @@ export const serviceEnv = {
   /** A fetch waits for this many bytes (or FETCH_MAX_WAIT_MS): larger batches mean fewer transactions. */
   FETCH_MIN_BYTES: envInt(1, 64 * 1024 * 1024).default(1),
   FETCH_MAX_WAIT_MS: envInt(1, 60_000).default(200),
+  /**
+   * Exactly-once stages: how many transactional producers (slots) share a stage's partitions. Each
+   * slot is assigned whole to one instance, so this is also the most instances that can share the
+   * work; 1 gives the fewest transactions. Every instance of a group must use the same value.
+   */
+  TRANSACTION_SLOTS: envInt(1, 10_000).default(1),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

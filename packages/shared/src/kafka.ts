@@ -110,35 +110,61 @@ export async function ensureTopics(kafka: Kafka, definitions: readonly TopicDefi
   }
 }
 
+/** The slot of a partition: partition p of every input topic belongs to slot p mod slots. */
+export const slotOf = (partition: number, slots: number): number => partition % slots;
+
+/** Decodes the slot count a member announced in its subscription (undefined if it announced none). */
+function announcedSlots(memberMetadata: Buffer): number | undefined {
+  try {
+    const { userData } = AssignerProtocol.MemberMetadata.decode(memberMetadata) ?? {};
+    const parsed = userData === undefined || userData.length === 0 ? undefined : (JSON.parse(userData.toString()) as { slots?: unknown });
+    return typeof parsed?.slots === 'number' ? parsed.slots : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Assigns partition p of every subscribed topic to the same member, so a consumer that joins
- * co-partitioned topics by key sees all their records of one key (Kafka Streams' tasks).
- * Partitions are dealt round robin over the members sorted by id.
+ * Assigns whole slots: every partition p of every subscribed topic with p mod slots = s goes to the
+ * member that owns slot s, and slots are dealt round robin over the members sorted by id. So
+ * co-partitioned topics are joined in one member (partition p of each lands together, like Kafka
+ * Streams' tasks), and each slot's work is committed by one transactional producer whose id names
+ * the slot: a new owner of the slot fences the old one. Members must agree on the slot count; the
+ * leader gives nothing to a member that announced another one (and says so in the log).
  */
-export const CoPartitionedAssigner: PartitionAssigner = ({ cluster }) => ({
-  name: 'CoPartitionedAssigner',
-  version: 0,
-  async assign({ members, topics }) {
-    const sortedMembers = members.map(({ memberId }) => memberId).sort();
-    const partitionCount = Math.max(...topics.map((topic) => cluster.findTopicPartitionMetadata(topic).length));
-    const assignment: Record<string, Record<string, number[]>> = {};
-    for (const memberId of sortedMembers) assignment[memberId] = {};
-    for (let partition = 0; partition < partitionCount; partition++) {
-      const memberId = sortedMembers[partition % sortedMembers.length]!;
-      for (const topic of topics) {
-        if (partition >= cluster.findTopicPartitionMetadata(topic).length) continue;
-        (assignment[memberId]![topic] ??= []).push(partition);
+export function slotAssigner(slots: number, logger: Logger): PartitionAssigner {
+  const name = 'TradeflowSlotAssigner';
+  return ({ cluster }) => ({
+    name,
+    version: 0,
+    async assign({ members, topics }) {
+      const agreeing: string[] = [];
+      for (const { memberId, memberMetadata } of members) {
+        const theirs = announcedSlots(memberMetadata);
+        if (theirs === slots) agreeing.push(memberId);
+        else logger.error({ memberId, theirSlots: theirs, slots }, 'a member of the group uses another TRANSACTION_SLOTS: it gets no partitions until all members agree');
       }
-    }
-    return sortedMembers.map((memberId) => ({
-      memberId,
-      memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: assignment[memberId]!, userData: Buffer.alloc(0) }),
-    }));
-  },
-  protocol({ topics }) {
-    return { name: 'CoPartitionedAssigner', metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }) };
-  },
-});
+      agreeing.sort();
+      const assignment = new Map<string, Record<string, number[]>>(members.map(({ memberId }) => [memberId, {}]));
+      if (agreeing.length > 0) {
+        for (const topic of topics) {
+          const partitions = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId).sort((a, b) => a - b);
+          for (const partition of partitions) {
+            const memberId = agreeing[slotOf(partition, slots) % agreeing.length]!;
+            (assignment.get(memberId)![topic] ??= []).push(partition);
+          }
+        }
+      }
+      return [...assignment].map(([memberId, byTopic]) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: byTopic, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.from(JSON.stringify({ slots })) }) };
+    },
+  });
+}
 
 export interface ChangelogEntry {
   readonly key: string;

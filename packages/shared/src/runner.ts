@@ -2,26 +2,29 @@
  * The one consume → handle → produce/write → commit loop that every service uses, so delivery
  * semantics live in this file only.
  *
- * - runTransform: Kafka in, Kafka out, exactly once. Each input partition has its own
- *   transactional producer (transactional id = prefix + topic + partition), so whoever owns a
- *   partition fences any earlier owner (a crashed process or a zombie after a rebalance). The
- *   outputs of a batch and the consumer offsets after it are committed in one transaction. When a
- *   partition's producer is (re)initialised the group's committed offset is read again, and
- *   records below it — already committed by an earlier owner — are skipped.
+ * - runTransform: Kafka in, Kafka out, exactly once. Input partitions are grouped into slots
+ *   (partition p of every input topic is in slot p mod `slots`); the group assigns whole slots, and
+ *   each slot has one transactional producer (transactional id = prefix + slot), so whoever owns a
+ *   slot fences any earlier owner (a crashed process or a zombie after a rebalance). The outputs of
+ *   everything a slot has fetched and the consumer offsets after it are committed in one
+ *   transaction. When a slot's producer is (re)initialised the group's committed offsets are read
+ *   again, and records below them (committed by an earlier owner) are skipped.
  * - runSink: Kafka in, an external store out (InfluxDB), at least once with idempotent writes:
  *   offsets are committed only after the store acknowledged the batch.
- *
  * - runStateful: Kafka in, Kafka out, exactly once, with state. A task is partition p of every
- *   input topic (co-partitioned, assigned together); its state is rebuilt from partition p of a
- *   changelog topic, and each batch commits its outputs, its state changes (to the changelog) and
- *   its input offsets in one transaction of the task's own transactional producer.
+ *   input topic (co-partitioned, in the same slot); its state is rebuilt from partition p of a
+ *   changelog topic, and each transaction of the slot commits its outputs, its tasks' state changes
+ *   (to their changelog partitions) and its input offsets together.
+ *
+ * Fetching does not wait for transactions: batches queue in their slot's lane while it commits,
+ * and the lane takes everything queued as its next transaction (see Lane).
  *
  * All retry with capped exponential backoff while Kafka or the store is unreachable, and stop
  * cleanly: stop() lets the batch in hand finish (or abandons it uncommitted if it cannot), then
  * leaves the group.
  */
-import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, Producer } from 'kafkajs';
-import { CoPartitionedAssigner, defaultPartitioner, readPartitionsToEnd, type ChangelogEntry } from './kafka.ts';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, PartitionAssigner, Producer } from 'kafkajs';
+import { defaultPartitioner, readPartitionsToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
 
@@ -65,8 +68,14 @@ export interface RunnerOptions {
   /** A fetch returns once this many bytes are there or fetchMaxWaitMs passed (batching vs latency). */
   readonly fetchMinBytes?: number;
   readonly fetchMaxWaitMs?: number;
-  /** Assign partition p of every input topic to one member (for joins of co-partitioned topics). */
-  readonly coPartitioned?: boolean;
+  /**
+   * Exactly-once runners: partition p of every input topic belongs to slot p mod slots; a slot is
+   * assigned whole to one member and committed by one transactional producer. Fewer slots mean
+   * fewer, larger transactions (and fewer producers holding back each output partition's last
+   * stable offset); more slots let more members share the work. Every member of a group must use
+   * the same number.
+   */
+  readonly slots?: number;
 }
 
 export interface TransformOptions extends RunnerOptions {
@@ -353,6 +362,7 @@ function startConsumer(
   processLane: (entries: readonly BatchContext[], isStopping: () => boolean) => Promise<void>,
   onAssignment: (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => Promise<void>,
   onStop: () => Promise<void>,
+  assigner?: PartitionAssigner,
 ): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId, topics } = options;
   const maxBytesPerPartition = options.maxBytesPerPartition ?? 2 * 1024 * 1024;
@@ -366,7 +376,7 @@ function startConsumer(
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
-    ...(options.coPartitioned === true ? { partitionAssigners: [CoPartitionedAssigner] } : {}),
+    ...(assigner === undefined ? {} : { partitionAssigners: [assigner] }),
   });
   let stopping = false;
   const isStopping = () => stopping;
@@ -484,105 +494,164 @@ function startConsumer(
   return start();
 }
 
+/**
+ * The owner of one slot in this process: the slot's transactional producer (its id names the slot,
+ * so whoever opens it fences any earlier owner and settles its open transaction) and the group's
+ * committed offsets as they were right after that, per topic-partition.
+ */
+interface SlotOwner {
+  readonly slot: number;
+  readonly producer: Producer;
+  /** The next offset to process per `topic-partition`; records below it were committed already. */
+  readonly committed: Map<string, bigint>;
+}
+
+const tpKey = (tp: TopicPartition) => `${tp.topic}-${tp.partition}`;
+
+async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
+  const producer = transactionalProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`);
+  try {
+    options.logger.debug({ slot }, 'opening slot: fencing earlier owners');
+    // InitProducerId fences any earlier owner and completes its pending transaction, so the
+    // committed offsets (and changelogs) read after it are final.
+    await withTimeout("fencing the slot's transactional id", producer.connect());
+    const committed = new Map<string, bigint>();
+    for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId: options.groupId, topics: [...options.topics] }))) {
+      for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
+    }
+    return { slot, producer, committed };
+  } catch (error) {
+    await producer.disconnect().catch(() => undefined);
+    throw error;
+  }
+}
+
+interface SlotWork {
+  readonly run: BatchContext;
+  /** The run's records at or above the committed offset. */
+  readonly fresh: readonly ConsumedRecord[];
+}
+
+/** The runs of a lane with what is left of them once the records committed already are dropped. */
+function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] {
+  return runs
+    .map((run) => {
+      const floor = owner.committed.get(tpKey(run.source)) ?? 0n;
+      return { run, fresh: run.records.filter((r) => BigInt(r.offset) >= floor) };
+    })
+    .filter((w) => w.fresh.length > 0);
+}
+
+/**
+ * One transaction: the input offsets after `work`, then `records`, then commit. Offsets go first:
+ * from the first record sent until the commit markers are written the output partitions' last
+ * stable offset is held back (for every reader), so that stretch is kept short.
+ */
+async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, work: readonly SlotWork[], records: readonly ProducedRecord[]): Promise<void> {
+  const offsets = new Map<string, Map<number, string>>();
+  for (const { run } of work) {
+    let partitions = offsets.get(run.source.topic);
+    if (partitions === undefined) offsets.set(run.source.topic, (partitions = new Map()));
+    partitions.set(run.source.partition, run.nextOffset);
+  }
+  const timer = new StepTimer(metrics);
+  const transaction = await owner.producer.transaction();
+  try {
+    await sendOffsets(transaction, {
+      consumerGroupId: groupId,
+      topics: [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) })),
+    });
+    timer.step('txn.offsets');
+    for (const chunk of produceChunks(records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+    timer.step('txn.produce');
+    await transaction.commit();
+    timer.step('txn.commit');
+    timer.total('txn');
+  } catch (error) {
+    await transaction.abort().catch(() => undefined);
+    throw error;
+  }
+  for (const { run } of work) owner.committed.set(tpKey(run.source), BigInt(run.nextOffset));
+}
+
+/** Runs `fn` after every earlier call for the same key. */
+function keyedLock<K>(): (key: K, fn: () => Promise<void>) => Promise<void> {
+  const locks = new Map<K, Promise<void>>();
+  return (key, fn) => {
+    const previous = locks.get(key) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    locks.set(key, settled);
+    void settled.then(() => {
+      if (locks.get(key) === settled) locks.delete(key);
+    });
+    return next;
+  };
+}
+
 /** Kafka → Kafka, exactly once (see the file comment). */
 export async function runTransform(options: TransformOptions): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId } = options;
+  const slots = options.slots ?? 1;
   const admin: Admin = kafka.admin();
   await admin.connect();
+  const owners = new Map<number, Promise<SlotOwner>>();
+  const withSlotLock = keyedLock<number>();
 
-  interface PartitionProducer {
-    readonly producer: Producer;
-    /** The next offset to process; records below it were committed by an earlier owner. */
-    committed: bigint;
-  }
-  const producers = new Map<string, Promise<PartitionProducer>>();
-  const keyOf = (tp: TopicPartition) => `${tp.topic}-${tp.partition}`;
-
-  const committedOffset = async (tp: TopicPartition): Promise<bigint> => {
-    const offsets = await admin.fetchOffsets({ groupId, topics: [tp.topic] });
-    const found = offsets[0]?.partitions.find((p) => p.partition === tp.partition);
-    return found === undefined || BigInt(found.offset) < 0n ? 0n : BigInt(found.offset);
-  };
-
-  const openProducer = async (tp: TopicPartition): Promise<PartitionProducer> => {
-    const producer = transactionalProducer(kafka, `${options.transactionalIdPrefix}-${tp.topic}-${tp.partition}`);
-    try {
-      // InitProducerId fences any earlier owner and completes its pending transaction, so the
-      // committed offset read after it is final.
-      await producer.connect();
-      return { producer, committed: await committedOffset(tp) };
-    } catch (error) {
-      await producer.disconnect().catch(() => undefined);
-      throw error;
-    }
-  };
-
-  const producerFor = (tp: TopicPartition): Promise<PartitionProducer> => openOnce(producers, keyOf(tp), () => openProducer(tp));
-
-  const closeProducer = async (tp: TopicPartition): Promise<void> => {
-    const key = keyOf(tp);
-    const entry = producers.get(key);
-    producers.delete(key);
-    metrics.forgetLag(tp.topic, tp.partition);
+  const ownerFor = (slot: number) => openOnce(owners, slot, () => openSlotOwner(options, admin, slot));
+  const closeOwner = async (slot: number): Promise<void> => {
+    const entry = owners.get(slot);
+    owners.delete(slot);
     if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
   };
 
-  const processLane = async (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
-    const ctx = mergeBatches(entries);
-    await retrying('transaction', ctx, options, isStopping, async () => {
-      const owner = await producerFor(ctx.source);
-      const fresh = ctx.records.filter((r) => BigInt(r.offset) >= owner.committed);
-      if (fresh.length === 0) return;
-      const outputs = await options.handle(fresh, ctx.source);
-      const transaction = await owner.producer.transaction();
-      try {
-        // Offsets first: from the first record sent until the commit markers are written, the
-        // output partitions' last stable offset is held back (for every reader, and behind every
-        // other producer's records), so that stretch is kept as short as possible.
-        const timer = new StepTimer(metrics);
-        await sendOffsets(transaction, {
-          consumerGroupId: groupId,
-          topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
-        });
-        timer.step('txn.offsets');
-        for (const chunk of produceChunks(outputs)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-        timer.step('txn.produce');
-        await transaction.commit();
-        timer.step('txn.commit');
-        timer.total('txn');
-      } catch (error) {
-        await transaction.abort().catch(() => undefined);
-        // Start over with a fresh producer: re-initialising it settles the transaction's outcome
-        // and re-reads the committed offset, so an ambiguous commit is never produced twice.
-        await closeProducer(ctx.source);
-        throw error;
-      }
-      owner.committed = BigInt(ctx.nextOffset);
-      countBatch(metrics, fresh.length, outputs);
-    });
+  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+    const runs = runsBySource(entries);
+    const slot = slotOf(runs[0]!.source.partition, slots);
+    return withSlotLock(slot, () =>
+      retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
+        const owner = await ownerFor(slot);
+        const work = freshWork(owner, runs);
+        if (work.length === 0) return;
+        const outputs: ProducedRecord[] = [];
+        try {
+          const timer = new StepTimer(metrics);
+          for (const { run, fresh } of work) outputs.push(...(await options.handle(fresh, run.source)));
+          timer.step('txn.process');
+          await commitWork(owner, groupId, metrics, work, outputs);
+        } catch (error) {
+          // Start over with a fresh producer: re-initialising it settles the transaction's outcome
+          // and re-reads the committed offsets, so an ambiguous commit is never produced twice.
+          await closeOwner(slot);
+          throw error;
+        }
+        countBatch(metrics, work.reduce((n, w) => n + w.fresh.length, 0), outputs);
+      }),
+    );
   };
 
   const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
-    const keep = new Set(assigned.map(keyOf));
-    const revoked = [...producers.keys()].filter((key) => !keep.has(key));
+    metrics.keepLagOnly(new Set(assigned.map(tpKey)));
+    const keep = new Set(assigned.map((tp) => slotOf(tp.partition, slots)));
+    const revoked = [...owners.keys()].filter((slot) => !keep.has(slot));
     await Promise.all(
-      revoked.map(async (key) => {
-        await lanes.get(key)?.running;
-        const cut = key.lastIndexOf('-');
-        return closeProducer({ topic: key.slice(0, cut), partition: Number(key.slice(cut + 1)) });
+      revoked.map(async (slot) => {
+        await lanes.get(laneKey(slot))?.running;
+        await withSlotLock(slot, () => closeOwner(slot));
       }),
     );
   };
 
   const onStop = async () => {
-    await Promise.all([...producers.values()].map(async (entry) => (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined)));
-    producers.clear();
+    await Promise.all([...owners.keys()].map((slot) => closeOwner(slot)));
     await admin.disconnect();
   };
 
-  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix }, 'starting exactly-once transform');
-  return startConsumer(options, keyOf, processLane, onAssignment, onStop);
+  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once transform');
+  return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }
+
+const laneKey = (slot: number) => `slot-${slot}`;
 
 /** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
 export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
@@ -626,130 +695,97 @@ export interface StatefulOptions<S> extends RunnerOptions {
 
 /** Kafka → Kafka with state, exactly once (see the file comment). */
 export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
-  const { kafka, logger, metrics, groupId, topics } = options;
+  const { kafka, logger, metrics, groupId } = options;
+  const slots = options.slots ?? 1;
   const admin: Admin = kafka.admin();
   await admin.connect();
 
-  interface Task {
-    readonly partition: number;
-    readonly producer: Producer;
-    readonly committed: Map<string, bigint>;
-    readonly state: S;
+  interface StatefulOwner extends SlotOwner {
+    /** The state of each task (input partition) of the slot, rebuilt from its changelog partition on first use. */
+    readonly states: Map<number, S>;
   }
-  const tasks = new Map<number, Promise<Task>>();
-  const locks = new Map<number, Promise<void>>();
+  const owners = new Map<number, Promise<StatefulOwner>>();
+  const withSlotLock = keyedLock<number>();
 
-  /** Runs `fn` after every earlier call for the same task: one batch of a task at a time. */
-  const withTaskLock = (partition: number, fn: () => Promise<void>): Promise<void> => {
-    const previous = locks.get(partition) ?? Promise.resolve();
-    const next = previous.then(fn, fn);
-    const settled = next.catch(() => undefined);
-    locks.set(partition, settled);
-    void settled.then(() => {
-      if (locks.get(partition) === settled) locks.delete(partition);
-    });
-    return next;
-  };
-
-  const openTask = async (partition: number): Promise<Task> => {
-    const producer = transactionalProducer(kafka, `${options.transactionalIdPrefix}-${partition}`);
-    try {
-      const started = Date.now();
-      logger.debug({ partition }, 'opening task: fencing earlier owners');
-      // Fence any earlier owner first: after this, the changelog and the offsets are final.
-      await withTimeout('fencing the task\'s transactional id', producer.connect());
-      const committed = new Map<string, bigint>();
-      logger.debug({ partition }, 'opening task: reading committed offsets');
-      for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId, topics: [...topics] }))) {
-        const found = partitions.find((p) => p.partition === partition);
-        committed.set(topic, found === undefined || BigInt(found.offset) < 0n ? 0n : BigInt(found.offset));
-      }
-      logger.debug({ partition }, 'opening task: reading the changelog');
-      const entries = (await readPartitionsToEnd(kafka, options.changelogTopic, [partition], groupId)).get(partition) ?? [];
-      const state = options.handler.restore(entries, partition);
-      options.onRestored?.(partition, state, entries.length, Date.now() - started);
-      logger.info({ partition, changelogEntries: entries.length, ms: Date.now() - started }, 'task state restored');
-      return { partition, producer, committed, state };
-    } catch (error) {
-      await producer.disconnect().catch(() => undefined);
-      throw error;
-    }
-  };
-
-  const taskFor = (partition: number): Promise<Task> => openOnce(tasks, partition, () => openTask(partition));
-
-  const closeTask = async (partition: number): Promise<void> => {
-    const entry = tasks.get(partition);
-    tasks.delete(partition);
-    for (const topic of topics) metrics.forgetLag(topic, partition);
+  const ownerFor = (slot: number) => openOnce(owners, slot, async () => ({ ...(await openSlotOwner(options, admin, slot)), states: new Map<number, S>() }));
+  const closeOwner = async (slot: number): Promise<void> => {
+    const entry = owners.get(slot);
+    owners.delete(slot);
     if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
   };
 
-  /** One transaction for everything a task has queued, of any of its input topics. */
+  /** Rebuilds the state of these tasks from their changelog partitions (the slot is fenced, so they are final). */
+  const restore = async (owner: StatefulOwner, partitions: readonly number[]): Promise<void> => {
+    const started = Date.now();
+    const changelogs = await readPartitionsToEnd(kafka, options.changelogTopic, partitions, groupId);
+    for (const partition of partitions) {
+      const entries = changelogs.get(partition) ?? [];
+      const state = options.handler.restore(entries, partition);
+      owner.states.set(partition, state);
+      options.onRestored?.(partition, state, entries.length, Date.now() - started);
+      logger.info({ partition, changelogEntries: entries.length, ms: Date.now() - started }, 'task state restored');
+    }
+  };
+
+  /** One transaction for everything a slot has queued, of any of its tasks and input topics. */
   const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
     const runs = runsBySource(entries);
-    const partition = runs[0]!.source.partition;
-    const last = runs[runs.length - 1]!;
-    return withTaskLock(partition, () =>
-      retrying('transaction', last, options, isStopping, async () => {
-        const task = await taskFor(partition);
-        const work = runs
-          .map((run) => ({ run, fresh: run.records.filter((r) => BigInt(r.offset) >= (task.committed.get(run.source.topic) ?? 0n)) }))
-          .filter(({ fresh }) => fresh.length > 0);
+    const slot = slotOf(runs[0]!.source.partition, slots);
+    return withSlotLock(slot, () =>
+      retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
+        const owner = await ownerFor(slot);
+        const work = freshWork(owner, runs);
         if (work.length === 0) return;
-        const timer = new StepTimer(metrics);
-        const transaction = await task.producer.transaction();
+        const missing = [...new Set(work.map((w) => w.run.source.partition))].filter((p) => !owner.states.has(p));
+        if (missing.length > 0) await restore(owner, missing);
         const outputs: ProducedRecord[] = [];
-        const offsets = new Map<string, string>();
-        let consumed = 0;
         try {
-          // Later changes of a key replace earlier ones within the transaction.
-          const changelog = new Map<string, Buffer | null>();
+          const timer = new StepTimer(metrics);
+          // Per task, later changes of a key replace earlier ones within the transaction.
+          const changelogs = new Map<number, Map<string, Buffer | null>>();
           for (const { run, fresh } of work) {
-            const update = options.handler.process(task.state, fresh, run.source);
+            const partition = run.source.partition;
+            const update = options.handler.process(owner.states.get(partition)!, fresh, run.source);
             outputs.push(...update.outputs);
+            let changelog = changelogs.get(partition);
+            if (changelog === undefined) changelogs.set(partition, (changelog = new Map()));
             for (const entry of update.changelog) {
               changelog.delete(entry.key);
               changelog.set(entry.key, entry.value);
             }
-            offsets.set(run.source.topic, run.nextOffset);
-            consumed += fresh.length;
           }
-          const changes: ProducedRecord[] = [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value }));
-          // Offsets first, for the reason given in runTransform.
+          const changes: ProducedRecord[] = [...changelogs].flatMap(([partition, changelog]) =>
+            [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value })),
+          );
           timer.step('txn.process');
-          await sendOffsets(transaction, {
-            consumerGroupId: groupId,
-            topics: [...offsets].map(([topic, offset]) => ({ topic, partitions: [{ partition, offset }] })),
-          });
-          timer.step('txn.offsets');
-          for (const chunk of produceChunks([...outputs, ...changes])) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-          timer.step('txn.produce');
-          await transaction.commit();
-          timer.step('txn.commit');
-          timer.total('txn');
+          await commitWork(owner, groupId, metrics, work, [...outputs, ...changes]);
         } catch (error) {
-          await transaction.abort().catch(() => undefined);
-          // The in-memory state may hold uncommitted changes: rebuild it from the changelog.
-          await closeTask(partition);
+          // The in-memory states may hold uncommitted changes: rebuild them from the changelog.
+          await closeOwner(slot);
           throw error;
         }
-        for (const [topic, offset] of offsets) task.committed.set(topic, BigInt(offset));
-        countBatch(metrics, consumed, outputs);
+        countBatch(metrics, work.reduce((n, w) => n + w.fresh.length, 0), outputs);
       }),
     );
   };
 
-  const onAssignment = async (assigned: readonly TopicPartition[]) => {
-    const keep = new Set(assigned.map((tp) => tp.partition));
-    await Promise.all([...tasks.keys()].filter((p) => !keep.has(p)).map((p) => withTaskLock(p, () => closeTask(p))));
+  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
+    metrics.keepLagOnly(new Set(assigned.map(tpKey)));
+    const keep = new Set(assigned.map((tp) => slotOf(tp.partition, slots)));
+    const revoked = [...owners.keys()].filter((slot) => !keep.has(slot));
+    await Promise.all(
+      revoked.map(async (slot) => {
+        await lanes.get(laneKey(slot))?.running;
+        await withSlotLock(slot, () => closeOwner(slot));
+      }),
+    );
   };
 
   const onStop = async () => {
-    await Promise.all([...tasks.keys()].map((p) => closeTask(p)));
+    await Promise.all([...owners.keys()].map((slot) => closeOwner(slot)));
     await admin.disconnect();
   };
 
-  logger.info({ groupId, changelogTopic: options.changelogTopic }, 'starting exactly-once stateful transform');
-  return startConsumer({ ...options, coPartitioned: true }, (tp) => String(tp.partition), processLane, onAssignment, onStop);
+  logger.info({ groupId, changelogTopic: options.changelogTopic, slots }, 'starting exactly-once stateful transform');
+  return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }

@@ -589,16 +589,27 @@ function keyedLock<K>(): (key: K, fn: () => Promise<void>) => Promise<void> {
   };
 }
 
-/** Kafka → Kafka, exactly once (see the file comment). */
-export async function runTransform(options: TransformOptions): Promise<RunningConsumer> {
+const laneKey = (slot: number) => `slot-${slot}`;
+
+/**
+ * The slot machinery both exactly-once runners share: one owner per slot (opened on first use,
+ * closed when the slot is revoked or a transaction fails), one transaction at a time per slot.
+ * `prepare` turns a transaction's fresh work into the records to produce; `outputs` are what the
+ * metrics count (the rest are changelog entries).
+ */
+async function runSlots<O extends SlotOwner>(
+  options: RunnerOptions & { readonly transactionalIdPrefix: string },
+  extend: (owner: SlotOwner) => O,
+  prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[] }>,
+): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId } = options;
   const slots = options.slots ?? 1;
   const admin: Admin = kafka.admin();
   await admin.connect();
-  const owners = new Map<number, Promise<SlotOwner>>();
+  const owners = new Map<number, Promise<O>>();
   const withSlotLock = keyedLock<number>();
 
-  const ownerFor = (slot: number) => openOnce(owners, slot, () => openSlotOwner(options, admin, slot));
+  const ownerFor = (slot: number) => openOnce(owners, slot, async () => extend(await openSlotOwner(options, admin, slot)));
   const closeOwner = async (slot: number): Promise<void> => {
     const entry = owners.get(slot);
     owners.delete(slot);
@@ -613,15 +624,17 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
         const owner = await ownerFor(slot);
         const work = freshWork(owner, runs);
         if (work.length === 0) return;
-        const outputs: ProducedRecord[] = [];
+        let outputs: readonly ProducedRecord[];
         try {
           const timer = new StepTimer(metrics);
-          for (const { run, fresh } of work) outputs.push(...(await options.handle(fresh, run.source)));
+          const prepared = await prepare(owner, work);
+          outputs = prepared.outputs;
           timer.step('txn.process');
-          await commitWork(owner, groupId, metrics, work, outputs);
+          await commitWork(owner, groupId, metrics, work, prepared.records);
         } catch (error) {
-          // Start over with a fresh producer: re-initialising it settles the transaction's outcome
-          // and re-reads the committed offsets, so an ambiguous commit is never produced twice.
+          // Start over with a fresh owner: re-initialising the producer settles the transaction's
+          // outcome and re-reads the committed offsets (and any state), so an ambiguous commit is
+          // never produced twice and uncommitted state changes are dropped.
           await closeOwner(slot);
           throw error;
         }
@@ -647,11 +660,22 @@ export async function runTransform(options: TransformOptions): Promise<RunningCo
     await admin.disconnect();
   };
 
-  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once transform');
+  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
   return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }
 
-const laneKey = (slot: number) => `slot-${slot}`;
+/** Kafka → Kafka, exactly once (see the file comment). */
+export function runTransform(options: TransformOptions): Promise<RunningConsumer> {
+  return runSlots(
+    options,
+    (owner) => owner,
+    async (_owner, work) => {
+      const outputs: ProducedRecord[] = [];
+      for (const { run, fresh } of work) outputs.push(...(await options.handle(fresh, run.source)));
+      return { outputs, records: outputs };
+    },
+  );
+}
 
 /** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
 export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
@@ -694,25 +718,10 @@ export interface StatefulOptions<S> extends RunnerOptions {
 }
 
 /** Kafka → Kafka with state, exactly once (see the file comment). */
-export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
-  const { kafka, logger, metrics, groupId } = options;
-  const slots = options.slots ?? 1;
-  const admin: Admin = kafka.admin();
-  await admin.connect();
-
-  interface StatefulOwner extends SlotOwner {
-    /** The state of each task (input partition) of the slot, rebuilt from its changelog partition on first use. */
-    readonly states: Map<number, S>;
-  }
-  const owners = new Map<number, Promise<StatefulOwner>>();
-  const withSlotLock = keyedLock<number>();
-
-  const ownerFor = (slot: number) => openOnce(owners, slot, async () => ({ ...(await openSlotOwner(options, admin, slot)), states: new Map<number, S>() }));
-  const closeOwner = async (slot: number): Promise<void> => {
-    const entry = owners.get(slot);
-    owners.delete(slot);
-    if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
-  };
+export function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
+  const { kafka, logger, groupId } = options;
+  /** The state of each task (input partition) of a slot, rebuilt from its changelog partition on first use. */
+  type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
 
   /** Rebuilds the state of these tasks from their changelog partitions (the slot is fenced, so they are final). */
   const restore = async (owner: StatefulOwner, partitions: readonly number[]): Promise<void> => {
@@ -727,65 +736,30 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     }
   };
 
-  /** One transaction for everything a slot has queued, of any of its tasks and input topics. */
-  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
-    const runs = runsBySource(entries);
-    const slot = slotOf(runs[0]!.source.partition, slots);
-    return withSlotLock(slot, () =>
-      retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
-        const owner = await ownerFor(slot);
-        const work = freshWork(owner, runs);
-        if (work.length === 0) return;
-        const missing = [...new Set(work.map((w) => w.run.source.partition))].filter((p) => !owner.states.has(p));
-        if (missing.length > 0) await restore(owner, missing);
-        const outputs: ProducedRecord[] = [];
-        try {
-          const timer = new StepTimer(metrics);
-          // Per task, later changes of a key replace earlier ones within the transaction.
-          const changelogs = new Map<number, Map<string, Buffer | null>>();
-          for (const { run, fresh } of work) {
-            const partition = run.source.partition;
-            const update = options.handler.process(owner.states.get(partition)!, fresh, run.source);
-            outputs.push(...update.outputs);
-            let changelog = changelogs.get(partition);
-            if (changelog === undefined) changelogs.set(partition, (changelog = new Map()));
-            for (const entry of update.changelog) {
-              changelog.delete(entry.key);
-              changelog.set(entry.key, entry.value);
-            }
-          }
-          const changes: ProducedRecord[] = [...changelogs].flatMap(([partition, changelog]) =>
-            [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value })),
-          );
-          timer.step('txn.process');
-          await commitWork(owner, groupId, metrics, work, [...outputs, ...changes]);
-        } catch (error) {
-          // The in-memory states may hold uncommitted changes: rebuild them from the changelog.
-          await closeOwner(slot);
-          throw error;
+  return runSlots<StatefulOwner>(
+    options,
+    (owner) => ({ ...owner, states: new Map<number, S>() }),
+    async (owner, work) => {
+      const missing = [...new Set(work.map((w) => w.run.source.partition))].filter((p) => !owner.states.has(p));
+      if (missing.length > 0) await restore(owner, missing);
+      const outputs: ProducedRecord[] = [];
+      // Per task, later changes of a key replace earlier ones within the transaction.
+      const changelogs = new Map<number, Map<string, Buffer | null>>();
+      for (const { run, fresh } of work) {
+        const partition = run.source.partition;
+        const update = options.handler.process(owner.states.get(partition)!, fresh, run.source);
+        outputs.push(...update.outputs);
+        let changelog = changelogs.get(partition);
+        if (changelog === undefined) changelogs.set(partition, (changelog = new Map()));
+        for (const entry of update.changelog) {
+          changelog.delete(entry.key);
+          changelog.set(entry.key, entry.value);
         }
-        countBatch(metrics, work.reduce((n, w) => n + w.fresh.length, 0), outputs);
-      }),
-    );
-  };
-
-  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
-    metrics.keepLagOnly(new Set(assigned.map(tpKey)));
-    const keep = new Set(assigned.map((tp) => slotOf(tp.partition, slots)));
-    const revoked = [...owners.keys()].filter((slot) => !keep.has(slot));
-    await Promise.all(
-      revoked.map(async (slot) => {
-        await lanes.get(laneKey(slot))?.running;
-        await withSlotLock(slot, () => closeOwner(slot));
-      }),
-    );
-  };
-
-  const onStop = async () => {
-    await Promise.all([...owners.keys()].map((slot) => closeOwner(slot)));
-    await admin.disconnect();
-  };
-
-  logger.info({ groupId, changelogTopic: options.changelogTopic, slots }, 'starting exactly-once stateful transform');
-  return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
+      }
+      const changes: ProducedRecord[] = [...changelogs].flatMap(([partition, changelog]) =>
+        [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value })),
+      );
+      return { outputs, records: [...outputs, ...changes] };
+    },
+  );
 }

@@ -28,6 +28,16 @@ describe('PositionBook', () => {
     });
   });
 
+  it('lists symbols in order also when a symbol arrives after a snapshot', () => {
+    const book = new PositionBook();
+    book.apply(fill(7, 'VTI', 1, -10, 1));
+    book.apply(fill(7, 'IWS', 2, -20, 2));
+    expect(JSON.stringify(PositionBook.snapshot(book.accounts.get(7)!).shares)).toBe('{"IWS":2,"VTI":1}');
+    book.apply(fill(7, 'IVE', 3, -30, 3));
+    book.apply(fill(7, 'VTI', 1, -10, 4));
+    expect(JSON.stringify(PositionBook.snapshot(book.accounts.get(7)!).shares)).toBe('{"IVE":3,"IWS":2,"VTI":2}');
+  });
+
   it('equals the exact sum of 100,000 random fills to the last digit (no floating-point drift)', () => {
     const rng = new Random(2024);
     const symbols = ['VTI', 'IVE', 'IWS', 'AAPL', 'MSFT'];

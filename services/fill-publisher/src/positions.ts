@@ -11,6 +11,8 @@ export interface Account {
   cash: bigint;
   fills: number;
   timestamp: number;
+  /** The symbols in snapshot order, kept until a new symbol arrives. */
+  sortedSymbols?: string[] | undefined;
 }
 
 export class PositionBook {
@@ -22,7 +24,9 @@ export class PositionBook {
       account = { taxpayerId: fill.taxpayer_id, shares: new Map(), cash: 0n, fills: 0, timestamp: fill.timestamp };
       this.accounts.set(fill.taxpayer_id, account);
     }
-    account.shares.set(fill.symbol, (account.shares.get(fill.symbol) ?? 0n) + toMicros(fill.delta_shares_position));
+    const held = account.shares.get(fill.symbol);
+    if (held === undefined) account.sortedSymbols = undefined;
+    account.shares.set(fill.symbol, (held ?? 0n) + toMicros(fill.delta_shares_position));
     account.cash += toMicros(fill.delta_cash_position);
     account.fills++;
     account.timestamp = Math.max(account.timestamp, fill.timestamp);
@@ -31,7 +35,8 @@ export class PositionBook {
 
   static snapshot(account: Account): Position {
     const shares: Record<string, number> = {};
-    for (const symbol of [...account.shares.keys()].sort()) shares[symbol] = fromMicros(account.shares.get(symbol)!);
+    account.sortedSymbols ??= [...account.shares.keys()].sort();
+    for (const symbol of account.sortedSymbols) shares[symbol] = fromMicros(account.shares.get(symbol)!);
     return { taxpayer_id: account.taxpayerId, shares, cash: fromMicros(account.cash), fills: account.fills, timestamp: account.timestamp };
   }
 

@@ -85,10 +85,6 @@ export class ServiceMetrics {
     this.lagByPartition.set(`${topic}-${partition}`, lag);
   }
 
-  forgetLag(topic: string, partition: number): void {
-    this.lagByPartition.delete(`${topic}-${partition}`);
-  }
-
   /** Drops the lag of partitions this member no longer owns (keys `topic-partition`). */
   keepLagOnly(assigned: ReadonlySet<string>): void {
     for (const key of this.lagByPartition.keys()) if (!assigned.has(key)) this.lagByPartition.delete(key);

@@ -330,11 +330,11 @@ async function retrying(
 }
 
 /**
- * A lane is the unit that is processed in order: a topic-partition, or for stateful transforms a
- * task (partition p of every input topic). Fetching does not wait for a lane's transaction: batches
- * queue up in their lane while it is busy and the lane takes everything queued as its next
- * transaction. So one slow partition does not hold up the others, and the batch grows with the
- * load instead of the number of transactions.
+ * A lane is the unit that is processed in order: a slot for the exactly-once runners (all its
+ * topic-partitions), a topic-partition for the sink. Fetching does not wait for a lane's
+ * transaction or write: batches queue up in their lane while it is busy and the lane takes
+ * everything queued as its next one. So one slow lane does not hold up the others, and batches
+ * grow with the load instead of the number of transactions.
  */
 interface Lane {
   readonly key: string;

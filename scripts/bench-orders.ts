@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill } from '@tradeflow/shared';
+import { createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
@@ -40,6 +40,11 @@ const kafka = createKafka(env, 'bench', logger);
 const figures = new Report();
 const report = figures.add.bind(figures);
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+/** [p, value] for each percentile p of `xs`. */
+function percentiles(xs: readonly number[], ps: readonly number[]): [number, number][] {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return ps.map((p) => [p, percentile(sorted, p)]);
+}
 
 await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
 const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
@@ -156,18 +161,12 @@ for (const [i, rate] of RATES.entries()) {
   await waitFor(`every ${phase} component filled`, async () => ((fillsSeen.get(phase) ?? 0) >= components ? true : undefined), 900_000, 100);
   const drainedAfter = (performance.now() - started) / 1000 - feedSeconds;
   const l = latencies.get(phase)!;
-  const line = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    return `p50 ${percentile(sorted, 50).toFixed(0)} ms, p99 ${percentile(sorted, 99).toFixed(0)} ms, p99.9 ${percentile(sorted, 99.9).toFixed(0)} ms`;
-  };
+  const line = (xs: number[]) => percentiles(xs, [50, 99, 99.9]).map(([p, v]) => `p${p} ${v.toFixed(0)} ms`).join(', ');
   report(`feed at ${fmt(rate)} portfolio orders/s`, `${fmt(count / feedSeconds)} orders/s = ${fmt(components / feedSeconds)} components/s`, `${fmt(count)} orders in ${feedSeconds.toFixed(1)} s`);
   report(`  order→fill latency, priority 1 (${fmt(l.p1.length)} fills)`, line(l.p1));
   const h = hops.get(phase);
   if (h !== undefined) {
-    const mid = (xs: number[]) => {
-      const sorted = [...xs].sort((a, b) => a - b);
-      return `p50 ${percentile(sorted, 50).toFixed(0)} / p99 ${percentile(sorted, 99).toFixed(0)} ms`;
-    };
+    const mid = (xs: number[]) => `${percentiles(xs, [50, 99]).map(([p, v]) => `p${p} ${v.toFixed(0)}`).join(' / ')} ms`;
     report(`    per hop: order → component (split)`, mid(h.split));
     report(`    per hop: component → execution (match)`, mid(h.match));
     report(`    per hop: execution → fill (fill-publisher)`, mid(h.fill));
@@ -178,7 +177,7 @@ for (const [i, rate] of RATES.entries()) {
     const steps = ['txn.process', 'txn.offsets', 'txn.produce', 'txn.commit'].filter((k) => t[k] !== undefined);
     if (t['txn'] !== undefined) {
       report(
-        `    ${service.service} transactions (last ${fmt(Math.min(t['txn'].count, 4096))})`,
+        `    ${service.service} transactions (last ${fmt(Math.min(t['txn'].count, TIMING_WINDOW))})`,
         `p50 ${t['txn'].p50Ms.toFixed(1)} / p99 ${t['txn'].p99Ms.toFixed(1)} ms`,
         steps.map((k) => `${k.slice(4)} ${t[k]!.p50Ms.toFixed(1)}/${t[k]!.p99Ms.toFixed(1)}`).join(', '),
       );

@@ -417,9 +417,10 @@ function startConsumer(
       const entries = dropPending(lane);
       try {
         await processLane(entries, isStopping);
-        for (const run of runsBySource(entries)) {
+        // In fetch order, so each partition's lag ends at its newest batch.
+        for (const entry of entries) {
           metrics.batches++;
-          metrics.setLag(run.source.topic, run.source.partition, Math.max(0, Number(BigInt(run.highWatermark) - BigInt(run.nextOffset))));
+          metrics.setLag(entry.source.topic, entry.source.partition, Math.max(0, Number(BigInt(entry.highWatermark) - BigInt(entry.nextOffset))));
         }
       } catch (error) {
         if (!(error instanceof Stopped)) logger.error({ lane: lane.key, err: error }, 'processing failed; the batches will be fetched again');
@@ -537,7 +538,10 @@ function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] 
   return runs
     .map((run) => {
       const floor = owner.committed.get(tpKey(run.source)) ?? 0n;
-      return { run, fresh: run.records.filter((r) => BigInt(r.offset) >= floor) };
+      // Records are in offset order: usually the first is fresh already and nothing is filtered.
+      const first = run.records[0];
+      const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
+      return { run, fresh };
     })
     .filter((w) => w.fresh.length > 0);
 }

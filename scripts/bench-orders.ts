@@ -174,7 +174,7 @@ for (const [i, rate] of RATES.entries()) {
   }
   for (const service of [m, f]) {
     const t = service.timings ?? {};
-    const steps = ['txn.process', 'txn.offsets', 'txn.produce', 'txn.commit'].filter((k) => t[k] !== undefined);
+    const steps = ['txn.process', 'txn.send', 'txn.commit'].filter((k) => t[k] !== undefined);
     if (t['txn'] !== undefined) {
       report(
         `    ${service.service} transactions (last ${fmt(Math.min(t['txn'].count, TIMING_WINDOW))})`,

@@ -90,5 +90,10 @@ export const serviceEnv = {
    * work; 1 gives the fewest transactions. Every instance of a group must use the same value.
    */
   TRANSACTION_SLOTS: envInt(1, 10_000).default(1),
+  /**
+   * The least time between the starts of a stage's transactions: what arrives sooner joins the
+   * next one. 0 commits as soon as the last transaction ends (lowest latency, most transactions).
+   */
+  COMMIT_INTERVAL_MS: envInt(0, 60_000).default(0),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

@@ -86,7 +86,7 @@ export interface ServiceContext {
   readonly kafka: Kafka;
   readonly metrics: ServiceMetrics;
   /** The runner settings every service takes from its environment. */
-  readonly runnerSettings: { retryMaxMs: number; fetchMinBytes: number; fetchMaxWaitMs: number; slots: number };
+  readonly runnerSettings: { retryMaxMs: number; fetchMinBytes: number; fetchMaxWaitMs: number; slots: number; commitIntervalMs: number };
   /** Closes the metrics endpoint. */
   close(): void;
 }
@@ -103,7 +103,7 @@ export async function connectService(name: string, env: KafkaEnv & ServiceEnv, l
   return {
     kafka,
     metrics,
-    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, slots: env.TRANSACTION_SLOTS },
+    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, slots: env.TRANSACTION_SLOTS, commitIntervalMs: env.COMMIT_INTERVAL_MS },
     close: () => server?.close(),
   };
 }

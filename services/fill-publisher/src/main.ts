@@ -5,6 +5,7 @@
  */
 import {
   connectService,
+  envInt,
   kafkaEnv,
   parseEnv,
   runService,
@@ -17,7 +18,13 @@ import { z } from 'zod';
 import { createPositionsHandler, fillExecutions, SERVICE_NAME } from './handler.ts';
 
 runService(SERVICE_NAME, async (logger) => {
-  const env = parseEnv({ ...kafkaEnv, ...serviceEnv, GROUP_ID: z.string().min(1).default(SERVICE_NAME) });
+  const env = parseEnv({
+    ...kafkaEnv,
+    ...serviceEnv,
+    GROUP_ID: z.string().min(1).default(SERVICE_NAME),
+    /** COMMIT_INTERVAL_MS of the positions stage (the fill stage uses COMMIT_INTERVAL_MS). */
+    POSITIONS_COMMIT_INTERVAL_MS: envInt(0, 60_000).default(25),
+  });
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
   const filling = await runTransform({
@@ -39,6 +46,8 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-positions`,
     changelogTopic: TOPICS.positions,
     ...runnerSettings,
+    // Fills are the latency-critical output; position snapshots may gather a few more fills each.
+    commitIntervalMs: env.POSITIONS_COMMIT_INTERVAL_MS,
     handler: createPositionsHandler(metrics, logger),
   });
   return {

@@ -1,0 +1,121 @@
+/**
+ * The exactly-once runner on the real broker: how a transaction is sent (its offsets alongside its
+ * records) and COMMIT_INTERVAL_MS (the least time between a stage's transactions).
+ */
+import { createLogger, runTransform, ServiceMetrics, TOPICS, type Kafka, type RunningConsumer } from '@tradeflow/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readTopic, resetTopics, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
+
+let kafka: Kafka;
+
+beforeEach(async () => {
+  kafka = testKafka();
+  await resetTopics(kafka);
+});
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+interface RequestEvent {
+  readonly apiName: string;
+  readonly correlationId: number;
+  readonly createdAt: number;
+  readonly duration: number;
+}
+
+/** A Kafka whose producers report every request they make (the runner creates its own). */
+function observed(base: Kafka, requests: RequestEvent[]): Kafka {
+  return new Proxy(base, {
+    get(target, property, receiver) {
+      if (property !== 'producer') return Reflect.get(target, property, receiver) as unknown;
+      return (...args: Parameters<Kafka['producer']>) => {
+        const producer = target.producer(...args);
+        producer.on(producer.events.REQUEST, ({ payload }) => requests.push(payload as RequestEvent));
+        return producer;
+      };
+    },
+  });
+}
+
+/** Copies ticks to prices unchanged, exactly once, the way the services run their stages. */
+async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: ServiceMetrics): Promise<RunningConsumer> {
+  const group = uniqueName('it-runner');
+  const consumer = await runTransform({
+    kafka: stageKafka,
+    logger: createLogger('it-runner', 'error'),
+    metrics,
+    groupId: group,
+    topics: [TOPICS.ticks],
+    transactionalIdPrefix: group,
+    fetchMaxWaitMs: 50,
+    commitIntervalMs,
+    handle: (records) => records.map((r) => ({ topic: TOPICS.prices, key: r.key?.toString() ?? null, value: r.value?.toString() ?? '' })),
+  });
+  cleanups.push(() => consumer.stop());
+  return consumer;
+}
+
+async function produceSpaced(count: number, everyMs: number): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    for (let i = 0; i < count; i++) {
+      await producer.send({ topic: TOPICS.ticks, messages: [{ key: 'IVE', value: `t${i}` }] });
+      await sleep(everyMs);
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+describe('exactly-once runner', () => {
+  it("adds a transaction's offsets while it produces its records", async () => {
+    const requests: RequestEvent[] = [];
+    const metrics = new ServiceMetrics('it-runner');
+    await copyStage(observed(kafka, requests), 0, metrics);
+    await produceSpaced(20, 30);
+    const copied = await readTopic(kafka, TOPICS.prices, 20);
+    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`).sort());
+
+    // Sent one after the other, a transaction's requests go AddOffsetsToTxn, TxnOffsetCommit,
+    // AddPartitionsToTxn, Produce, EndTxn. Here AddPartitionsToTxn goes out while the offsets are
+    // being added: before TxnOffsetCommit (correlation ids number a connection's requests in the
+    // order they are sent). From the second transaction on: the first also looks up the topic's
+    // metadata and the group's coordinator.
+    const ends = requests.filter((r) => r.apiName === 'EndTxn').sort((a, b) => a.correlationId - b.correlationId);
+    expect(ends.length).toBeGreaterThan(2);
+    let previous = ends[0]!.correlationId;
+    for (const end of ends.slice(1)) {
+      const inTransaction = requests.filter((r) => r.correlationId > previous && r.correlationId < end.correlationId);
+      const first = (apiName: string) => Math.min(...inTransaction.filter((r) => r.apiName === apiName).map((r) => r.correlationId));
+      expect(first('AddPartitionsToTxn')).toBeLessThan(first('TxnOffsetCommit'));
+      expect(first('AddOffsetsToTxn')).toBeLessThan(first('TxnOffsetCommit'));
+      previous = end.correlationId;
+    }
+  });
+
+  it('with COMMIT_INTERVAL_MS, starts transactions no closer together and loses or repeats nothing', async () => {
+    const INTERVAL = 400;
+    const requests: RequestEvent[] = [];
+    const metrics = new ServiceMetrics('it-runner');
+    await copyStage(observed(kafka, requests), INTERVAL, metrics);
+    // 40 records one by one over about 2 s: without the interval nearly each is a transaction.
+    const started = Date.now();
+    await produceSpaced(40, 50);
+    const copied = await readTopic(kafka, TOPICS.prices, 40);
+    const elapsed = Date.now() - started;
+    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: 40 }, (_, i) => `t${i}`).sort());
+    await waitFor('the last transaction', async () => (metrics.consumed === 40 ? true : undefined), 10_000);
+
+    const ends = requests.filter((r) => r.apiName === 'EndTxn').sort((a, b) => a.correlationId - b.correlationId);
+    expect(ends.length).toBeGreaterThan(2);
+    expect(ends.length).toBeLessThanOrEqual(Math.ceil(elapsed / INTERVAL) + 1);
+    // Transactions (a transaction's first AddOffsetsToTxn) at least INTERVAL apart, from the
+    // second on: the first one also waited for the slot's producer to open.
+    const starts = requests.filter((r) => r.apiName === 'AddOffsetsToTxn').sort((a, b) => a.correlationId - b.correlationId);
+    const firstOfEach = ends.map((end, i) => starts.find((s) => s.correlationId < end.correlationId && (i === 0 || s.correlationId > ends[i - 1]!.correlationId))!.createdAt);
+    for (let i = 2; i < firstOfEach.length; i++) expect(firstOfEach[i]! - firstOfEach[i - 1]!).toBeGreaterThanOrEqual(INTERVAL - 5);
+  });
+});

@@ -40,8 +40,7 @@ function observed(base: Kafka, requests: RequestEvent[]): Kafka {
 }
 
 /** Copies ticks to prices unchanged, exactly once, the way the services run their stages. */
-async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: ServiceMetrics): Promise<RunningConsumer> {
-  const group = uniqueName('it-runner');
+async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: ServiceMetrics, group = uniqueName('it-runner')): Promise<RunningConsumer> {
   const consumer = await runTransform({
     kafka: stageKafka,
     logger: createLogger('it-runner', 'error'),
@@ -57,12 +56,12 @@ async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: S
   return consumer;
 }
 
-async function produceSpaced(count: number, everyMs: number): Promise<void> {
+async function produceSpaced(count: number, everyMs: number, prefix = 't'): Promise<void> {
   const producer = kafka.producer();
   await producer.connect();
   try {
     for (let i = 0; i < count; i++) {
-      await producer.send({ topic: TOPICS.ticks, messages: [{ key: 'IVE', value: `t${i}` }] });
+      await producer.send({ topic: TOPICS.ticks, messages: [{ key: 'IVE', value: `${prefix}${i}` }] });
       await sleep(everyMs);
     }
   } finally {
@@ -75,9 +74,13 @@ describe('exactly-once runner', () => {
     const requests: RequestEvent[] = [];
     const metrics = new ServiceMetrics('it-runner');
     await copyStage(observed(kafka, requests), 0, metrics);
+    // Once the stage has copied a first record (it is in its group, its producer open), records
+    // one by one: a transaction each, or nearly.
+    await produceSpaced(1, 0, 'warm-up');
+    await readTopic(kafka, TOPICS.prices, 1);
     await produceSpaced(20, 30);
-    const copied = await readTopic(kafka, TOPICS.prices, 20);
-    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`).sort());
+    const copied = await readTopic(kafka, TOPICS.prices, 21);
+    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(['warm-up0', ...Array.from({ length: 20 }, (_, i) => `t${i}`)].sort());
 
     // Sent one after the other, a transaction's requests go AddOffsetsToTxn, TxnOffsetCommit,
     // AddPartitionsToTxn, Produce, EndTxn. Here AddPartitionsToTxn goes out while the offsets are
@@ -85,7 +88,7 @@ describe('exactly-once runner', () => {
     // order they are sent). From the second transaction on: the first also looks up the topic's
     // metadata and the group's coordinator.
     const ends = requests.filter((r) => r.apiName === 'EndTxn').sort((a, b) => a.correlationId - b.correlationId);
-    expect(ends.length).toBeGreaterThan(2);
+    expect(ends.length).toBeGreaterThan(5);
     let previous = ends[0]!.correlationId;
     for (const end of ends.slice(1)) {
       const inTransaction = requests.filter((r) => r.correlationId > previous && r.correlationId < end.correlationId);
@@ -117,5 +120,25 @@ describe('exactly-once runner', () => {
     const starts = requests.filter((r) => r.apiName === 'AddOffsetsToTxn').sort((a, b) => a.correlationId - b.correlationId);
     const firstOfEach = ends.map((end, i) => starts.find((s) => s.correlationId < end.correlationId && (i === 0 || s.correlationId > ends[i - 1]!.correlationId))!.createdAt);
     for (let i = 2; i < firstOfEach.length; i++) expect(firstOfEach[i]! - firstOfEach[i - 1]!).toBeGreaterThanOrEqual(INTERVAL - 5);
+  });
+
+  it('stops at once while a transaction waits for its commit interval, and the record is not lost', async () => {
+    const group = uniqueName('it-runner');
+    const metrics = new ServiceMetrics('it-runner');
+    const waiting = await copyStage(kafka, 60_000, metrics, group);
+    await produceSpaced(1, 0, 'first');
+    await readTopic(kafka, TOPICS.prices, 1);
+    // The second record waits for the first transaction's 60 s interval to pass.
+    await produceSpaced(1, 0, 'second');
+    await sleep(1_000);
+    expect(metrics.consumed).toBe(1);
+    const stopping = Date.now();
+    await waiting.stop();
+    expect(Date.now() - stopping).toBeLessThan(10_000);
+
+    // A new member of the group picks the uncommitted record up, exactly once.
+    await copyStage(kafka, 0, new ServiceMetrics('it-runner'), group);
+    const copied = await readTopic(kafka, TOPICS.prices, 2);
+    expect(copied.map((r) => r.value.toString())).toEqual(['first0', 'second0']);
   });
 });

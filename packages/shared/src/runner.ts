@@ -23,6 +23,7 @@
  * cleanly: stop() lets the batch in hand finish (or abandons it uncommitted if it cannot), then
  * leaves the group.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, PartitionAssigner, Producer } from 'kafkajs';
 import { defaultPartitioner, readPartitionsToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
 import type { Logger } from './logger.ts';
@@ -390,6 +391,8 @@ function startConsumer(
     ...(assigner === undefined ? {} : { partitionAssigners: [assigner] }),
   });
   let stopping = false;
+  /** Aborted on stop: ends a lane's wait for its commit interval. */
+  const stopSignal = new AbortController();
   const isStopping = () => stopping;
   const lanes = new Map<string, Lane>();
 
@@ -428,7 +431,7 @@ function startConsumer(
     while (lane.pending.length > 0 && !stopping) {
       const wait = lane.lastStart + interval - performance.now();
       if (wait > 0) {
-        await sleep(wait);
+        await delay(wait, undefined, { signal: stopSignal.signal }).catch(() => undefined);
         if (lane.pending.length === 0 || stopping) break;
       }
       lane.lastStart = performance.now();
@@ -501,6 +504,7 @@ function startConsumer(
     return {
       stop: async () => {
         stopping = true;
+        stopSignal.abort();
         for (const lane of lanes.values()) dropPending(lane);
         await consumer.stop();
         await Promise.all([...lanes.values()].map((lane) => lane.running));

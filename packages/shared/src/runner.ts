@@ -583,7 +583,7 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
   const timer = new StepTimer(metrics);
   const transaction = await owner.producer.transaction();
   try {
-    // AddOffsetsToTxn + TxnOffsetCommit run alongside AddPartitionsToTxn + Produce: three round
+    // AddOffsetsToTxn + TxnOffsetCommit run alongside AddPartitionsToTxn + Produce: two round
     // trips before the commit instead of four. Both settle before the commit or the abort.
     const settled = await Promise.allSettled([
       sendOffsets(transaction, {

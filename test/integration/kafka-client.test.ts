@@ -1,14 +1,16 @@
 /**
- * The Kafka client as the services use it, on the real broker: what each transaction costs in
- * requests. kafkajs 2.2.4 looked up the transaction coordinator before AddPartitionsToTxn,
- * AddOffsetsToTxn and EndTxn and the group coordinator before TxnOffsetCommit, so every
- * transaction paid four extra FindCoordinator round trips; patches/kafkajs@2.2.4.patch keeps the
- * coordinators until a request to them fails.
+ * Transactions as the services make them, on the real broker: what each costs in requests.
+ * - kafkajs 2.2.4 looked up the transaction coordinator before AddPartitionsToTxn,
+ *   AddOffsetsToTxn and EndTxn and the group coordinator before TxnOffsetCommit, so every
+ *   transaction paid four extra FindCoordinator round trips; patches/kafkajs@2.2.4.patch keeps
+ *   the coordinators until a request to them fails.
+ * - The exactly-once runner sends a transaction's offsets alongside its records, and
+ *   COMMIT_INTERVAL_MS spaces a stage's transactions.
  */
 import { randomUUID } from 'node:crypto';
-import { TOPICS, type Kafka } from '@tradeflow/shared';
+import { createLogger, runTransform, ServiceMetrics, TOPICS, type Kafka, type RunningConsumer } from '@tradeflow/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readTopic, resetTopics, testKafka } from './helpers.ts';
+import { readTopic, resetTopics, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
 
 let kafka: Kafka;
 
@@ -26,26 +28,155 @@ describe('transactional producer', () => {
   it('looks each coordinator up once, not before every request of every transaction', async () => {
     const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
     cleanups.push(() => producer.disconnect());
-    const requests = new Map<string, number>();
-    producer.on(producer.events.REQUEST, ({ payload }) => requests.set(payload.apiName, (requests.get(payload.apiName) ?? 0) + 1));
     await producer.connect();
-
-    const TRANSACTIONS = 20;
-    for (let i = 0; i < TRANSACTIONS; i++) {
+    const transact = async (i: number) => {
       const transaction = await producer.transaction();
       await transaction.send({ topic: TOPICS.prices, messages: [{ key: 'IVE', value: `v${i}` }] });
       await transaction.sendOffsets({ consumerGroupId: 'it-client', topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: String(i + 1) }] }] });
       await transaction.commit();
-    }
+    };
+    // The first transaction finds both coordinators (on a new broker it may also have to wait
+    // while the group coordinator's topic is created); count from the second on.
+    await transact(0);
+    const requests = new Map<string, number>();
+    producer.on(producer.events.REQUEST, ({ payload }) => requests.set(payload.apiName, (requests.get(payload.apiName) ?? 0) + 1));
 
-    // One lookup of the transaction coordinator (InitProducerId) and one of the group's.
-    expect(requests.get('GroupCoordinator') ?? 0).toBe(2);
+    const TRANSACTIONS = 20;
+    for (let i = 1; i <= TRANSACTIONS; i++) await transact(i);
+
+    // No lookups at all (kafkajs unpatched: four per transaction).
+    expect(requests.get('GroupCoordinator') ?? 0).toBe(0);
     // AddPartitionsToTxn right after a commit may be answered CONCURRENT_TRANSACTIONS and retried.
     expect(requests.get('AddPartitionsToTxn')).toBeGreaterThanOrEqual(TRANSACTIONS);
     expect(requests.get('AddOffsetsToTxn')).toBe(TRANSACTIONS);
     expect(requests.get('TxnOffsetCommit')).toBe(TRANSACTIONS);
     expect(requests.get('EndTxn')).toBe(TRANSACTIONS);
-    const committed = await readTopic(kafka, TOPICS.prices, TRANSACTIONS);
-    expect(committed.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: TRANSACTIONS }, (_, i) => `v${i}`).sort());
+    const committed = await readTopic(kafka, TOPICS.prices, TRANSACTIONS + 1);
+    expect(committed.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: TRANSACTIONS + 1 }, (_, i) => `v${i}`).sort());
+  });
+});
+
+interface RequestEvent {
+  readonly apiName: string;
+  readonly correlationId: number;
+  readonly createdAt: number;
+  readonly duration: number;
+}
+
+/** A Kafka whose producers report every request they make (the runner creates its own). */
+function observed(base: Kafka, requests: RequestEvent[]): Kafka {
+  return new Proxy(base, {
+    get(target, property, receiver) {
+      if (property !== 'producer') return Reflect.get(target, property, receiver) as unknown;
+      return (...args: Parameters<Kafka['producer']>) => {
+        const producer = target.producer(...args);
+        producer.on(producer.events.REQUEST, ({ payload }) => requests.push(payload as RequestEvent));
+        return producer;
+      };
+    },
+  });
+}
+
+/** Copies ticks to prices unchanged, exactly once, the way the services run their stages. */
+async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: ServiceMetrics, group = uniqueName('it-runner')): Promise<RunningConsumer> {
+  const consumer = await runTransform({
+    kafka: stageKafka,
+    logger: createLogger('it-runner', 'error'),
+    metrics,
+    groupId: group,
+    topics: [TOPICS.ticks],
+    transactionalIdPrefix: group,
+    fetchMaxWaitMs: 50,
+    commitIntervalMs,
+    handle: (records) => records.map((r) => ({ topic: TOPICS.prices, key: r.key?.toString() ?? null, value: r.value?.toString() ?? '' })),
+  });
+  cleanups.push(() => consumer.stop());
+  return consumer;
+}
+
+async function produceSpaced(count: number, everyMs: number, prefix = 't'): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    for (let i = 0; i < count; i++) {
+      await producer.send({ topic: TOPICS.ticks, messages: [{ key: 'IVE', value: `${prefix}${i}` }] });
+      await sleep(everyMs);
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+describe('exactly-once runner', () => {
+  it("adds a transaction's offsets while it produces its records", async () => {
+    const requests: RequestEvent[] = [];
+    const metrics = new ServiceMetrics('it-runner');
+    await copyStage(observed(kafka, requests), 0, metrics);
+    // Once the stage has copied a first record (it is in its group, its producer open), records
+    // one by one: a transaction each, or nearly.
+    await produceSpaced(1, 0, 'warm-up');
+    await readTopic(kafka, TOPICS.prices, 1);
+    await produceSpaced(20, 30);
+    const copied = await readTopic(kafka, TOPICS.prices, 21);
+    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(['warm-up0', ...Array.from({ length: 20 }, (_, i) => `t${i}`)].sort());
+
+    // Sent one after the other, a transaction's requests go AddOffsetsToTxn, TxnOffsetCommit,
+    // AddPartitionsToTxn, Produce, EndTxn. Here AddPartitionsToTxn goes out while the offsets are
+    // being added: before TxnOffsetCommit (correlation ids number a connection's requests in the
+    // order they are sent). From the second transaction on: the first also looks up the topic's
+    // metadata and the group's coordinator.
+    const ends = requests.filter((r) => r.apiName === 'EndTxn').sort((a, b) => a.correlationId - b.correlationId);
+    expect(ends.length).toBeGreaterThan(5);
+    let previous = ends[0]!.correlationId;
+    for (const end of ends.slice(1)) {
+      const inTransaction = requests.filter((r) => r.correlationId > previous && r.correlationId < end.correlationId);
+      const first = (apiName: string) => Math.min(...inTransaction.filter((r) => r.apiName === apiName).map((r) => r.correlationId));
+      expect(first('AddPartitionsToTxn')).toBeLessThan(first('TxnOffsetCommit'));
+      expect(first('AddOffsetsToTxn')).toBeLessThan(first('TxnOffsetCommit'));
+      previous = end.correlationId;
+    }
+  });
+
+  it('with COMMIT_INTERVAL_MS, starts transactions no closer together and loses or repeats nothing', async () => {
+    const INTERVAL = 400;
+    const requests: RequestEvent[] = [];
+    const metrics = new ServiceMetrics('it-runner');
+    await copyStage(observed(kafka, requests), INTERVAL, metrics);
+    // 40 records one by one over about 2 s: without the interval nearly each is a transaction.
+    const started = Date.now();
+    await produceSpaced(40, 50);
+    const copied = await readTopic(kafka, TOPICS.prices, 40);
+    const elapsed = Date.now() - started;
+    expect(copied.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: 40 }, (_, i) => `t${i}`).sort());
+    await waitFor('the last transaction', async () => (metrics.consumed === 40 ? true : undefined), 10_000);
+
+    const ends = requests.filter((r) => r.apiName === 'EndTxn').sort((a, b) => a.correlationId - b.correlationId);
+    expect(ends.length).toBeGreaterThan(2);
+    expect(ends.length).toBeLessThanOrEqual(Math.ceil(elapsed / INTERVAL) + 1);
+    // Transactions (a transaction's first AddOffsetsToTxn) at least INTERVAL apart, from the
+    // second on: the first one also waited for the slot's producer to open.
+    const starts = requests.filter((r) => r.apiName === 'AddOffsetsToTxn').sort((a, b) => a.correlationId - b.correlationId);
+    const firstOfEach = ends.map((end, i) => starts.find((s) => s.correlationId < end.correlationId && (i === 0 || s.correlationId > ends[i - 1]!.correlationId))!.createdAt);
+    for (let i = 2; i < firstOfEach.length; i++) expect(firstOfEach[i]! - firstOfEach[i - 1]!).toBeGreaterThanOrEqual(INTERVAL - 5);
+  });
+
+  it('stops at once while a transaction waits for its commit interval, and the record is not lost', async () => {
+    const group = uniqueName('it-runner');
+    const metrics = new ServiceMetrics('it-runner');
+    const waiting = await copyStage(kafka, 60_000, metrics, group);
+    await produceSpaced(1, 0, 'first');
+    await readTopic(kafka, TOPICS.prices, 1);
+    // The second record waits for the first transaction's 60 s interval to pass.
+    await produceSpaced(1, 0, 'second');
+    await sleep(1_000);
+    expect(metrics.consumed).toBe(1);
+    const stopping = Date.now();
+    await waiting.stop();
+    expect(Date.now() - stopping).toBeLessThan(10_000);
+
+    // A new member of the group picks the uncommitted record up, exactly once.
+    await copyStage(kafka, 0, new ServiceMetrics('it-runner'), group);
+    const copied = await readTopic(kafka, TOPICS.prices, 2);
+    expect(copied.map((r) => r.value.toString())).toEqual(['first0', 'second0']);
   });
 });

@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
+import { findPid, measureCpu } from './lib/cpu.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
@@ -49,6 +50,20 @@ function percentiles(xs: readonly number[], ps: readonly number[]): [number, num
   return ps.map((p) => [p, percentile(sorted, p)]);
 }
 
+/**
+ * Who takes the CPU while a phase runs: the machine (busy share of all cores) and each process
+ * (share of one core). The broker is found when this machine runs it (scripts/infra/kafka.sh).
+ */
+function cpuRow(what: string, use: ReturnType<ReturnType<typeof measureCpu>['stop']>): void {
+  if (use === undefined) return;
+  const parts = [...use.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`);
+  report(`  CPU ${what}`, `machine ${use.machineBusyPct.toFixed(0)} % busy`, `of one core: ${parts.join(', ')}`);
+}
+const cpuPids = new Map<string, number>();
+const brokerPort = env.KAFKA_BROKERS[0]?.split(':')[1];
+const brokerPid = brokerPort === undefined ? undefined : findPid(`tradeflow-kafka-${brokerPort}/server.properties`);
+if (brokerPid !== undefined) cpuPids.set('broker', brokerPid);
+
 await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
 const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
 const run = `bench-${Date.now()}`;
@@ -57,6 +72,9 @@ const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--coun
   env: { ...baseEnv, LOG_LEVEL: 'error' },
   stdio: 'ignore',
 });
+if (deserializer.child.pid !== undefined) cpuPids.set('tick-deserializer', deserializer.child.pid);
+if (ticks.pid !== undefined) cpuPids.set('tick feed', ticks.pid);
+cpuPids.set('benchmark reader', process.pid);
 await sleep(3_000);
 
 /** Which phase a component order belongs to, and every fill seen, as it arrives. */
@@ -159,10 +177,15 @@ const backlogComponents = expect('backlog', 101, BACKLOG);
 await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', '--accounts', '10000', '--quiet'], { LOG_LEVEL: 'error' });
 const matcher = await startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } });
 const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } });
+if (matcher.child.pid !== undefined) cpuPids.set('order-matcher', matcher.child.pid);
+if (fillPublisher.child.pid !== undefined) cpuPids.set('fill-publisher', fillPublisher.child.pid);
+const drainCpu = measureCpu(cpuPids);
 await waitFor('every backlog component filled', async () => ((fillsSeen.get('backlog') ?? 0) >= backlogComponents ? true : undefined), 900_000, 100);
+const drainCpuUse = drainCpu.stop();
 await sleep(1_000);
 const drainSeconds = (lastFillAt - firstFillAt) / 1000;
 report('order-matcher + fill-publisher, backlog drain', `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
+cpuRow('from start to the last fill', drainCpuUse);
 report('fills / components (backlog)', `${fmt(fillsSeen.get('backlog') ?? 0)} / ${fmt(backlogComponents)}`, (fillsSeen.get('backlog') ?? 0) === backlogComponents ? 'exactly once' : 'MISMATCH');
 
 // 2. Latency at fixed rates.
@@ -175,8 +198,10 @@ for (const [i, rate] of RATES.entries()) {
   // Transactions each service had timed before this feed: its timing window may reach back into them.
   const timedBefore = new Map((await Promise.all([matcher.metrics(), fillPublisher.metrics()])).map((s) => [s.service, s.timings?.['txn']?.count ?? 0]));
   const started = performance.now();
+  const feedCpu = measureCpu(cpuPids);
   await runScript('queue-orders.ts', ['--count', String(count), '--seed', String(seed), '--accounts', '10000', '--rate', String(rate), '--quiet'], { LOG_LEVEL: 'error' });
   const feedSeconds = (performance.now() - started) / 1000;
+  const feedCpuUse = feedCpu.stop();
   const [m, f] = await Promise.all([matcher.metrics(), fillPublisher.metrics()]);
   const lagAtEnd = components - (fillsSeen.get(phase) ?? 0);
   await waitFor(`every ${phase} component filled`, async () => ((fillsSeen.get(phase) ?? 0) >= components ? true : undefined), 900_000, 100);
@@ -185,6 +210,7 @@ for (const [i, rate] of RATES.entries()) {
   const line = (xs: number[]) => percentiles(xs, [50, 99, 99.9]).map(([p, v]) => `p${p} ${v.toFixed(0)} ms`).join(', ');
   report(`feed at ${fmt(rate)} portfolio orders/s`, `${fmt(count / feedSeconds)} orders/s = ${fmt(components / feedSeconds)} components/s`, `${fmt(count)} orders in ${feedSeconds.toFixed(1)} s`);
   report(`  order→fill latency, priority 1 (${fmt(l.p1.length)} fills)`, line(l.p1));
+  cpuRow('while feeding', feedCpuUse);
   const h = hops.get(phase);
   if (h !== undefined) {
     const mid = (xs: number[]) => `${percentiles(xs, [50, 99]).map(([p, v]) => `p${p} ${v.toFixed(0)}`).join(' / ')} ms`;

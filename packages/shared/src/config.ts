@@ -91,9 +91,11 @@ export const serviceEnv = {
    */
   TRANSACTION_SLOTS: envInt(1, 10_000).default(1),
   /**
-   * The least time between the starts of a stage's transactions: what arrives sooner joins the
-   * next one. 0 commits as soon as the last transaction ends (lowest latency, most transactions).
+   * The least time between the starts of a stage's transactions (influx-writer: of a partition's
+   * writes): what arrives sooner joins the next one; a stage idle for longer starts at once. Each
+   * transaction costs the broker about 3 ms of CPU whatever its size, so 0 (a transaction as soon
+   * as the last one ends) saturates a small machine at a few hundred orders/s.
    */
-  COMMIT_INTERVAL_MS: envInt(0, 60_000).default(0),
+  COMMIT_INTERVAL_MS: envInt(0, 60_000).default(20),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

@@ -5,7 +5,6 @@
  */
 import {
   connectService,
-  envInt,
   kafkaEnv,
   parseEnv,
   runService,
@@ -22,8 +21,6 @@ runService(SERVICE_NAME, async (logger) => {
     ...kafkaEnv,
     ...serviceEnv,
     GROUP_ID: z.string().min(1).default(SERVICE_NAME),
-    /** COMMIT_INTERVAL_MS of the positions stage (the fill stage uses COMMIT_INTERVAL_MS). */
-    POSITIONS_COMMIT_INTERVAL_MS: envInt(0, 60_000).default(25),
   });
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
@@ -46,8 +43,6 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-positions`,
     changelogTopic: TOPICS.positions,
     ...runnerSettings,
-    // Fills are the latency-critical output; position snapshots may gather a few more fills each.
-    commitIntervalMs: env.POSITIONS_COMMIT_INTERVAL_MS,
     handler: createPositionsHandler(metrics, logger),
   });
   return {

@@ -21,9 +21,6 @@ runService(SERVICE_NAME, async (logger) => {
     ...serviceEnv,
     GROUP_ID: z.string().min(1).default(SERVICE_NAME),
     MAX_TICK_BYTES: envInt(64, 1_048_576).default(4_096),
-    // Prices only need to be fresh (seconds), so fewer, larger transactions: at 500 ticks/s this
-    // takes about a third off the service's CPU and leaves the broker to the order flow.
-    COMMIT_INTERVAL_MS: envInt(0, 60_000).default(25),
   });
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
   const consumer = await runTransform({

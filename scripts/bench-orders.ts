@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
-import { findPid, measureCpu } from './lib/cpu.ts';
+import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
@@ -54,7 +54,7 @@ function percentiles(xs: readonly number[], ps: readonly number[]): [number, num
  * Who takes the CPU while a phase runs: the machine (busy share of all cores) and each process
  * (share of one core). The broker is found when this machine runs it (scripts/infra/kafka.sh).
  */
-function cpuRow(what: string, use: ReturnType<ReturnType<typeof measureCpu>['stop']>): void {
+function cpuRow(what: string, use: CpuUse | undefined): void {
   if (use === undefined) return;
   const parts = [...use.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`);
   report(`  CPU ${what}`, `machine ${use.machineBusyPct.toFixed(0)} % busy`, `of one core: ${parts.join(', ')}`);
@@ -155,6 +155,13 @@ async function peak(service: ServiceProcess): Promise<number> {
   return (await service.metrics()).peakRssBytes;
 }
 
+/** order-matcher and fill-publisher of this run (same groups every time: they resume where they stopped). */
+const startPipeline = () =>
+  Promise.all([
+    startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } }),
+    startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } }),
+  ]);
+
 // 0. Warm-up: a freshly started broker compiles its hot paths for about a minute (more than a core
 // of CPU at first), which would otherwise land on the first figures. The services then stop, so the
 // backlog below still meets services that start on it (they resume from their committed offsets).
@@ -162,10 +169,7 @@ const WARMUP_SECONDS = Number(values.warmup);
 if (WARMUP_SECONDS > 0) {
   process.stderr.write(`warm-up: 1,000 portfolio orders/s for ${WARMUP_SECONDS} s...\n`);
   const warmupComponents = expect('warmup', 99, 1_000 * WARMUP_SECONDS);
-  const warming = await Promise.all([
-    startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } }),
-    startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } }),
-  ]);
+  const warming = await startPipeline();
   await runScript('queue-orders.ts', ['--count', String(1_000 * WARMUP_SECONDS), '--seed', '99', '--accounts', '10000', '--rate', '1000', '--quiet'], { LOG_LEVEL: 'error' });
   await waitFor('every warm-up component filled', async () => ((fillsSeen.get('warmup') ?? 0) >= warmupComponents ? true : undefined), 900_000, 100);
   await Promise.all(warming.map((service) => service.stop()));
@@ -175,8 +179,7 @@ if (WARMUP_SECONDS > 0) {
 process.stderr.write(`throughput: a backlog of ${fmt(BACKLOG)} portfolio orders...\n`);
 const backlogComponents = expect('backlog', 101, BACKLOG);
 await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', '--accounts', '10000', '--quiet'], { LOG_LEVEL: 'error' });
-const matcher = await startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } });
-const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } });
+const [matcher, fillPublisher] = await startPipeline();
 if (matcher.child.pid !== undefined) cpuPids.set('order-matcher', matcher.child.pid);
 if (fillPublisher.child.pid !== undefined) cpuPids.set('fill-publisher', fillPublisher.child.pid);
 const drainCpu = measureCpu(cpuPids);

@@ -23,7 +23,7 @@
  * cleanly: stop() lets the batch in hand finish (or abandons it uncommitted if it cannot), then
  * leaves the group.
  */
-import { setTimeout as delay } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, PartitionAssigner, Producer } from 'kafkajs';
 import { defaultPartitioner, readPartitionsToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
 import type { Logger } from './logger.ts';
@@ -149,7 +149,6 @@ function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The entry under `key`, opened on first use; a failed opening is forgotten so the next call retries. */
 function openOnce<K, V>(entries: Map<K, Promise<V>>, key: K, open: () => Promise<V>): Promise<V> {
@@ -431,7 +430,7 @@ function startConsumer(
     while (lane.pending.length > 0 && !stopping) {
       const wait = lane.lastStart + interval - performance.now();
       if (wait > 0) {
-        await delay(wait, undefined, { signal: stopSignal.signal }).catch(() => undefined);
+        await sleep(wait, undefined, { signal: stopSignal.signal }).catch(() => undefined);
         if (lane.pending.length === 0 || stopping) break;
       }
       lane.lastStart = performance.now();

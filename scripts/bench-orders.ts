@@ -8,7 +8,7 @@
  *      rate of portfolio orders, then at a higher one, with the lag when each feed ended;
  *   peak memory (RSS) of each service.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops]
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2]
  * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
  * execution and its fill), at the cost of reading two more topics.
  */
@@ -32,11 +32,17 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '30' },
     /** Also read orders.components and executions to split the latency by hop (adds load). */
     hops: { type: 'boolean', default: false },
+    /** 1 or 2: every order of that priority (default: the usual mix, 70 % priority 1). */
+    priority: { type: 'string' },
   },
 });
 const BACKLOG = Number(values.backlog);
 const RATES = values.rates.split(',').map(Number).filter((r) => r > 0);
 const SECONDS = Number(values.seconds);
+const PRIORITY = values.priority === undefined ? undefined : Number(values.priority);
+if (PRIORITY !== undefined && PRIORITY !== 1 && PRIORITY !== 2) throw new Error(`--priority must be 1 or 2, not ${values.priority}`);
+/** queue-orders options shared by every feed. */
+const feedArgs = ['--accounts', '10000', '--quiet', ...(PRIORITY === undefined ? [] : ['--priority', String(PRIORITY)])];
 
 const logger = createLogger('bench', 'error');
 const env = parseEnv(kafkaEnv);
@@ -142,7 +148,7 @@ await consumer.run({
 
 function expect(phase: string, seed: number, count: number): number {
   let components = 0;
-  for (const message of generateOrders({ count, seed, accounts: 10_000, timestamp: () => 0 })) {
+  for (const message of generateOrders({ count, seed, accounts: 10_000, priority: PRIORITY as 1 | 2 | undefined, timestamp: () => 0 })) {
     for (const component of splitPortfolioOrder(message.order as never)) {
       phaseOf.set(component.component_order_id, phase);
       components++;
@@ -170,7 +176,7 @@ if (WARMUP_SECONDS > 0) {
   process.stderr.write(`warm-up: 1,000 portfolio orders/s for ${WARMUP_SECONDS} s...\n`);
   const warmupComponents = expect('warmup', 99, 1_000 * WARMUP_SECONDS);
   const warming = await startPipeline();
-  await runScript('queue-orders.ts', ['--count', String(1_000 * WARMUP_SECONDS), '--seed', '99', '--accounts', '10000', '--rate', '1000', '--quiet'], { LOG_LEVEL: 'error' });
+  await runScript('queue-orders.ts', ['--count', String(1_000 * WARMUP_SECONDS), '--seed', '99', '--rate', '1000', ...feedArgs], { LOG_LEVEL: 'error' });
   await waitFor('every warm-up component filled', async () => ((fillsSeen.get('warmup') ?? 0) >= warmupComponents ? true : undefined), 900_000, 100);
   await Promise.all(warming.map((service) => service.stop()));
 }
@@ -178,7 +184,7 @@ if (WARMUP_SECONDS > 0) {
 // 1. Throughput: drain a backlog.
 process.stderr.write(`throughput: a backlog of ${fmt(BACKLOG)} portfolio orders...\n`);
 const backlogComponents = expect('backlog', 101, BACKLOG);
-await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', '--accounts', '10000', '--quiet'], { LOG_LEVEL: 'error' });
+await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', ...feedArgs], { LOG_LEVEL: 'error' });
 const [matcher, fillPublisher] = await startPipeline();
 if (matcher.child.pid !== undefined) cpuPids.set('order-matcher', matcher.child.pid);
 if (fillPublisher.child.pid !== undefined) cpuPids.set('fill-publisher', fillPublisher.child.pid);
@@ -202,7 +208,7 @@ for (const [i, rate] of RATES.entries()) {
   const timedBefore = new Map((await Promise.all([matcher.metrics(), fillPublisher.metrics()])).map((s) => [s.service, s.timings?.['txn']?.count ?? 0]));
   const started = performance.now();
   const feedCpu = measureCpu(cpuPids);
-  await runScript('queue-orders.ts', ['--count', String(count), '--seed', String(seed), '--accounts', '10000', '--rate', String(rate), '--quiet'], { LOG_LEVEL: 'error' });
+  await runScript('queue-orders.ts', ['--count', String(count), '--seed', String(seed), '--rate', String(rate), ...feedArgs], { LOG_LEVEL: 'error' });
   const feedSeconds = (performance.now() - started) / 1000;
   const feedCpuUse = feedCpu.stop();
   const [m, f] = await Promise.all([matcher.metrics(), fillPublisher.metrics()]);

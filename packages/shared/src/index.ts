@@ -1,5 +1,6 @@
 export * from './topics.ts';
 export * from './schemas.ts';
+import './fast-paths.ts';
 export * from './config.ts';
 export * from './logger.ts';
 export * from './kafka.ts';

@@ -5,10 +5,14 @@
  *   1. throughput: a backlog of portfolio orders drained by order-matcher + fill-publisher,
  *      component orders/s from the first fill to the last, and every component filled once;
  *   2. order→fill latency p50/p99/p99.9 (fill seen by a consumer − order timestamp) at a fixed
- *      rate of portfolio orders, then at a higher one, with the lag when each feed ended;
+ *      rate of portfolio orders, then at a higher one, with the lag when each feed ended and
+ *      whether the pipeline kept up (less than a second's worth of components unfilled then, and
+ *      all filled within 2 s);
+ *   3. with --ramp N, more phases at the last rate + N, + 2N, ... until one does not keep up;
+ *      the highest rate kept up, with its latency;
  *   peak memory (RSS) of each service.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2]
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000]
  * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
  * execution and its fill), at the cost of reading two more topics.
  */
@@ -34,11 +38,19 @@ const { values } = parseArgs({
     hops: { type: 'boolean', default: false },
     /** 1 or 2: every order of that priority (default: the usual mix, 70 % priority 1). */
     priority: { type: 'string' },
+    /** After the listed rates, raise the rate by this many orders/s while the pipeline keeps up. */
+    ramp: { type: 'string', default: '0' },
   },
 });
 const BACKLOG = Number(values.backlog);
 const RATES = values.rates.split(',').map(Number).filter((r) => r > 0);
 const SECONDS = Number(values.seconds);
+const RAMP = Number(values.ramp);
+/**
+ * A phase kept up when, as its feed ended, less than a second's worth of its components was
+ * still unfilled, and every one was filled within KEPT_UP_SECONDS.
+ */
+const KEPT_UP_SECONDS = 2;
 const PRIORITY = values.priority === undefined ? undefined : Number(values.priority);
 if (PRIORITY !== undefined && PRIORITY !== 1 && PRIORITY !== 2) throw new Error(`--priority must be 1 or 2, not ${values.priority}`);
 /** queue-orders options shared by every feed. */
@@ -197,11 +209,16 @@ report('order-matcher + fill-publisher, backlog drain', `${fmt(backlogComponents
 cpuRow('from start to the last fill', drainCpuUse);
 report('fills / components (backlog)', `${fmt(fillsSeen.get('backlog') ?? 0)} / ${fmt(backlogComponents)}`, (fillsSeen.get('backlog') ?? 0) === backlogComponents ? 'exactly once' : 'MISMATCH');
 
-// 2. Latency at fixed rates.
-for (const [i, rate] of RATES.entries()) {
+// 2. Latency at fixed rates, then (--ramp) at rising ones while the pipeline keeps up.
+interface PhaseResult {
+  readonly rate: number;
+  readonly componentsPerSecond: number;
+  readonly keptUp: boolean;
+  readonly p1: string;
+}
+async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
   const phase = `rate-${rate}`;
   const count = rate * SECONDS;
-  const seed = 200 + i;
   process.stderr.write(`latency: ${fmt(rate)} portfolio orders/s for ${SECONDS} s...\n`);
   const components = expect(phase, seed, count);
   // Transactions each service had timed before this feed: its timing window may reach back into them.
@@ -244,6 +261,32 @@ for (const [i, rate] of RATES.entries()) {
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
   report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(m.lag)}, fill-publisher lag ${fmt(f.lag)}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);
   report(`  fills / components`, `${fmt(fillsSeen.get(phase) ?? 0)} / ${fmt(components)}`, (fillsSeen.get(phase) ?? 0) === components ? 'exactly once' : 'MISMATCH');
+  const behindSeconds = lagAtEnd / (components / feedSeconds);
+  const keptUp = behindSeconds < 1 && drainedAfter <= KEPT_UP_SECONDS;
+  report(
+    `  kept up`,
+    keptUp ? 'yes' : 'no',
+    `${behindSeconds.toFixed(1)} s of components unfilled when the feed ended (under 1 s, and all filled within ${KEPT_UP_SECONDS} s, is keeping up)`,
+  );
+  return { rate, componentsPerSecond: components / feedSeconds, keptUp, p1: line(l.p1) };
+}
+
+const results: PhaseResult[] = [];
+for (const [i, rate] of RATES.entries()) results.push(await runPhase(rate, 200 + i));
+if (RAMP > 0) {
+  let rate = (RATES.at(-1) ?? 0) + RAMP;
+  while (results.at(-1)?.keptUp !== false) {
+    results.push(await runPhase(rate, 200 + results.length));
+    rate += RAMP;
+  }
+}
+const sustained = results.filter((r) => r.keptUp).sort((a, b) => b.rate - a.rate)[0];
+if (results.length > 0) {
+  report(
+    'highest rate kept up',
+    sustained === undefined ? 'none of the rates' : `${fmt(sustained.rate)} portfolio orders/s = ${fmt(sustained.componentsPerSecond)} components/s`,
+    sustained === undefined ? '' : `priority 1 order→fill ${sustained.p1}${RAMP > 0 ? `; the next step (+${fmt(RAMP)}/s) did not keep up` : ''}`,
+  );
 }
 
 report('order-matcher peak RSS', mb(await peak(matcher)));

@@ -3,7 +3,9 @@
  * Exactly once: outputs and input offsets are committed in one Kafka transaction per batch.
  * Its transactions start at most every PRICE_COMMIT_INTERVAL_MS (100 ms, not COMMIT_INTERVAL_MS):
  * each costs the broker about the same CPU whatever it carries, prices flow all the time, and the
- * order-matcher executes on the newest price it has, so a price 100 ms later costs an order nothing.
+ * order-matcher executes on the newest price it has (an order waits only while that is missing or
+ * more than MAX_PRICE_AGE_MS, 5 s, older than the order): prices up to 100 ms later delay no order
+ * that has a fresh one, though the price it gets may be up to 100 ms older.
  */
 import {
   connectService,

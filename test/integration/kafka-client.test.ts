@@ -6,9 +6,24 @@
  *   the coordinators until a request to them fails.
  * - The exactly-once runner sends a transaction's offsets alongside its records, and
  *   COMMIT_INTERVAL_MS spaces a stage's transactions.
+ * - A stateful stage applies its own outputs in its slot within the transaction (applyOwnOutputs),
+ *   and a group can take over another group's committed offsets.
  */
 import { randomUUID } from 'node:crypto';
-import { createLogger, runTransform, ServiceMetrics, TOPICS, type Kafka, type RunningConsumer } from '@tradeflow/shared';
+import {
+  adoptCommittedOffsets,
+  APPLIED_HEADER,
+  createLogger,
+  partitionFor,
+  readPartitionsToEnd,
+  runStateful,
+  runTransform,
+  ServiceMetrics,
+  slotOf,
+  TOPICS,
+  type Kafka,
+  type RunningConsumer,
+} from '@tradeflow/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readTopic, resetTopics, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
 
@@ -178,5 +193,119 @@ describe('exactly-once runner', () => {
     await copyStage(kafka, 0, new ServiceMetrics('it-runner'), group);
     const copied = await readTopic(kafka, TOPICS.prices, 2);
     expect(copied.map((r) => r.value.toString())).toEqual(['first0', 'second0']);
+  });
+});
+
+/** The state of one task in the applyOwnOutputs test: what it applied, and how many of those in the transaction that produced them. */
+interface Tally {
+  count: number;
+  inline: number;
+}
+
+describe('stateful stage applying its own outputs', () => {
+  it('applies outputs in its own slot at once (marked), the others when read, each exactly once', async () => {
+    const group = uniqueName('it-own');
+    const COUNT = 400;
+    // ticks → prices (keyed to spread over the partitions) → a tally per partition; prices is both
+    // an input and the handler's output. With 2 slots, about half the outputs stay in the slot
+    // that produced them.
+    const stage = await runStateful<Tally>({
+      kafka,
+      logger: createLogger('it-own', 'error'),
+      metrics: new ServiceMetrics('it-own'),
+      groupId: group,
+      topics: [TOPICS.ticks, TOPICS.prices],
+      transactionalIdPrefix: group,
+      changelogTopic: TOPICS.matcherState,
+      applyOwnOutputs: TOPICS.prices,
+      slots: 2,
+      fetchMaxWaitMs: 50,
+      handler: {
+        restore: (entries) => {
+          const tally: Tally = { count: 0, inline: 0 };
+          for (const { key, value } of entries) if ((key === 'count' || key === 'inline') && value !== null) tally[key] = Number(value.toString());
+          return tally;
+        },
+        process: (tally, records, source) => {
+          if (source.topic === TOPICS.ticks) {
+            return { outputs: records.map((r) => ({ topic: TOPICS.prices, key: `k-${r.value!.toString()}`, value: r.value! })), changelog: [] };
+          }
+          for (const record of records) {
+            tally.count++;
+            if (record.offset === '-1') tally.inline++;
+          }
+          const changelog = [
+            { key: 'count', value: Buffer.from(String(tally.count)) },
+            { key: 'inline', value: Buffer.from(String(tally.inline)) },
+            ...records.map((r) => ({ key: `seen:${r.value!.toString()}`, value: Buffer.from('1') })),
+          ];
+          return { outputs: [], changelog };
+        },
+      },
+    });
+    cleanups.push(() => stage.stop());
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: TOPICS.ticks, messages: Array.from({ length: COUNT }, (_, i) => ({ key: `t${i % 7}`, value: `v${i}` })) });
+    await producer.disconnect();
+
+    const outputs = await readTopic(kafka, TOPICS.prices, COUNT);
+    const admin = kafka.admin();
+    await admin.connect();
+    const partitionCount = (await admin.fetchTopicMetadata({ topics: [TOPICS.ticks] })).topics[0]!.partitions.length;
+    await admin.disconnect();
+    // Marked exactly when the output's partition is in the slot (p mod 2) of the tick it came from.
+    let marked = 0;
+    for (const output of outputs) {
+      const i = Number(output.value.toString().slice(1));
+      const tickPartition = partitionFor({ topic: TOPICS.ticks, key: `t${i % 7}`, value: output.value }, partitionCount);
+      const sameSlot = slotOf(tickPartition, 2) === slotOf(output.partition, 2);
+      expect(output.headers[APPLIED_HEADER] === group, `v${i}`).toBe(sameSlot);
+      if (sameSlot) marked++;
+    }
+    expect(marked).toBeGreaterThan(0);
+    expect(marked).toBeLessThan(COUNT);
+    const tallies = async () => {
+      const changelog = await readPartitionsToEnd(kafka, TOPICS.matcherState, Array.from({ length: partitionCount }, (_, p) => p), group);
+      let count = 0;
+      let inline = 0;
+      const seen = new Set<string>();
+      for (const entries of changelog.values()) {
+        const last = new Map(entries.map((e) => [e.key, e.value?.toString()]));
+        count += Number(last.get('count') ?? 0);
+        inline += Number(last.get('inline') ?? 0);
+        for (const key of last.keys()) if (key.startsWith('seen:')) seen.add(key);
+      }
+      return { count, inline, seen: seen.size };
+    };
+    await waitFor('every output applied', async () => ((await tallies()).count >= COUNT ? true : undefined), 60_000, 200);
+    await sleep(1_000);
+    const final = await tallies();
+    expect(final.count).toBe(COUNT);
+    expect(final.seen).toBe(COUNT);
+    expect(final.inline).toBe(marked);
+  });
+
+  it("gives a group another group's committed offsets when it has none, once", async () => {
+    const from = uniqueName('it-from');
+    const to = uniqueName('it-to');
+    const logger = createLogger('it-adopt', 'error');
+    const admin = kafka.admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    await admin.setOffsets({ groupId: from, topic: TOPICS.orders, partitions: [{ partition: 0, offset: '0' }, { partition: 2, offset: '0' }] });
+    const offsets = async (groupId: string) =>
+      (await admin.fetchOffsets({ groupId, topics: [TOPICS.orders] }))[0]!.partitions.filter((p) => p.offset !== '-1').map((p) => `${p.partition}:${p.offset}`).sort();
+
+    await adoptCommittedOffsets(kafka, { from, to, topic: TOPICS.orders }, logger);
+    expect(await offsets(to)).toEqual(['0:0', '2:0']);
+    // Once the group has offsets of its own, nothing is taken over again.
+    await admin.setOffsets({ groupId: from, topic: TOPICS.orders, partitions: [{ partition: 1, offset: '0' }] });
+    await adoptCommittedOffsets(kafka, { from, to, topic: TOPICS.orders }, logger);
+    expect(await offsets(to)).toEqual(['0:0', '2:0']);
+    // A group with nothing to take over stays without offsets.
+    const empty = uniqueName('it-empty');
+    await adoptCommittedOffsets(kafka, { from: uniqueName('it-none'), to: empty, topic: TOPICS.orders }, logger);
+    expect(await offsets(empty)).toEqual([]);
   });
 });

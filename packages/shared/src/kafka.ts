@@ -172,6 +172,34 @@ export interface ChangelogEntry {
 }
 
 /**
+ * Gives group `to` the committed offsets of group `from` on `topic` when `to` has none there yet:
+ * for a stage that takes over an input another group used to read, so it neither starts over nor
+ * skips. Nothing happens when `from` has none. Call it before `to` joins (the broker changes the
+ * offsets of an empty group only); when another member joined first and adopted them, that is fine.
+ */
+export async function adoptCommittedOffsets(kafka: Kafka, groups: { from: string; to: string; topic: string }, logger: Logger): Promise<void> {
+  const { from, to, topic } = groups;
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const committed = async (groupId: string) =>
+      ((await admin.fetchOffsets({ groupId, topics: [topic] }))[0]?.partitions ?? []).filter((p) => p.offset !== '-1');
+    if ((await committed(to)).length > 0) return;
+    const theirs = await committed(from);
+    if (theirs.length === 0) return;
+    try {
+      await admin.setOffsets({ groupId: to, topic, partitions: theirs.map(({ partition, offset }) => ({ partition, offset })) });
+    } catch (error) {
+      if ((await committed(to)).length > 0) return;
+      throw error;
+    }
+    logger.info({ from, to, topic, offsets: theirs.map(({ partition, offset }) => `${partition}:${offset}`) }, 'adopted committed offsets');
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
  * Reads the committed records of some partitions of a topic from their beginning to their end
  * (the end as it is when called), oldest first. Used to rebuild a task's state from its changelog
  * after the task's transactional producer fenced any earlier owner, so nothing is in flight there.

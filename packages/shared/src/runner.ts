@@ -14,7 +14,9 @@
  * - runStateful: Kafka in, Kafka out, exactly once, with state. A task is partition p of every
  *   input topic (co-partitioned, in the same slot); its state is rebuilt from partition p of a
  *   changelog topic, and each transaction of the slot commits its outputs, its tasks' state changes
- *   (to their changelog partitions) and its input offsets together.
+ *   (to their changelog partitions) and its input offsets together. With `applyOwnOutputs`, an
+ *   output to one of its own input topics whose partition is in the same slot is applied to that
+ *   task's state in the same transaction (one hop less) and marked, and skipped when read back.
  *
  * Fetching does not wait for transactions: batches queue in their slot's lane while it commits,
  * and the lane takes everything queued as its next transaction (see Lane).
@@ -744,13 +746,54 @@ export interface StatefulOptions<S> extends RunnerOptions {
   /** Compacted topic with the same partition count as the inputs. */
   readonly changelogTopic: string;
   readonly handler: StatefulHandler<S>;
+  /**
+   * One of `topics` that the handler also writes to. Such an output whose partition (given, or the
+   * key's under the default partitioner) is in the transaction's slot is applied to that
+   * partition's state right away, in the same transaction, instead of after a trip through Kafka.
+   * It is still written (to that partition, with APPLIED_HEADER = the group id) for every other
+   * reader, and this group skips it when it reads it back: the record, the state change and the
+   * input offsets commit together or not at all, so it is applied exactly once either way.
+   */
+  readonly applyOwnOutputs?: string;
   /** Called after a task's state was rebuilt (for metrics and logs). */
   readonly onRestored?: (partition: number, state: S, entries: number, ms: number) => void;
 }
 
+/** Marks a record a stateful stage applied when it produced it (value: the stage's group id). */
+export const APPLIED_HEADER = 'tradeflow-applied';
+
+/** An output applied where it was produced, as the handler would see it when consumed (offset unknown yet: -1). */
+function producedAsConsumed(record: ProducedRecord, partition: number): ConsumedRecord {
+  const buffer = (v: string | Buffer | null) => (v === null || Buffer.isBuffer(v) ? v : Buffer.from(v));
+  const headers: IHeaders = {};
+  for (const [k, v] of Object.entries(record.headers ?? {})) headers[k] = buffer(v)!;
+  return { topic: record.topic, partition, offset: '-1', key: buffer(record.key), value: buffer(record.value), headers, timestamp: String(Date.now()) };
+}
+
+const partitioners = new Map<number, (record: ProducedRecord) => number>();
+
+/** Which partition of a topic with `count` partitions the default partitioner gives a record. */
+export function partitionFor(record: ProducedRecord, count: number): number {
+  if (record.partition !== undefined) return record.partition;
+  let partitioner = partitioners.get(count);
+  if (partitioner === undefined) {
+    const partitionMetadata = Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+    const partition = defaultPartitioner();
+    partitioner = (r) => partition({ topic: r.topic, partitionMetadata, message: { key: r.key, value: r.value } });
+    partitioners.set(count, partitioner);
+  }
+  return partitioner(record);
+}
+
 /** Kafka → Kafka with state, exactly once (see the file comment). */
-export function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
+export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
   const { kafka, logger, groupId } = options;
+  const slots = options.slots ?? 1;
+  const ownTopic = options.applyOwnOutputs;
+  if (ownTopic !== undefined && !options.topics.includes(ownTopic)) throw new Error(`applyOwnOutputs: ${ownTopic} is not one of the inputs (${options.topics.join(', ')})`);
+  /** With applyOwnOutputs every input has ownTopic's partition count (the tasks span all inputs): read once. */
+  let ownCount = 0;
+  const appliedHere = (record: ConsumedRecord) => record.topic === ownTopic && record.headers[APPLIED_HEADER]?.toString() === groupId;
   /** The state of each task (input partition) of a slot, rebuilt from its changelog partition on first use. */
   type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
 
@@ -767,25 +810,55 @@ export function runStateful<S>(options: StatefulOptions<S>): Promise<RunningCons
     }
   };
 
+  if (ownTopic !== undefined) {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: [...options.topics] });
+      const counts = metadata.topics.map((t) => `${t.name}=${t.partitions.length}`);
+      ownCount = metadata.topics.find((t) => t.name === ownTopic)!.partitions.length;
+      if (metadata.topics.some((t) => t.partitions.length !== ownCount)) {
+        throw new Error(`${groupId}: the inputs of a stage that applies its own outputs need equal partition counts, found ${counts.join(', ')}`);
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
   return runSlots<StatefulOwner>(
     options,
     (owner) => ({ ...owner, states: new Map<number, S>() }),
     async (owner, work) => {
-      const missing = [...new Set(work.map((w) => w.run.source.partition))].filter((p) => !owner.states.has(p));
+      const slot = slotOf(work[0]!.run.source.partition, slots);
+      // Applying own outputs can reach any task of the slot, so all of them are restored then.
+      const needed = ownTopic === undefined ? work.map((w) => w.run.source.partition) : Array.from({ length: ownCount }, (_, p) => p).filter((p) => slotOf(p, slots) === slot);
+      const missing = [...new Set(needed)].filter((p) => !owner.states.has(p));
       if (missing.length > 0) await restore(owner, missing);
       const outputs: ProducedRecord[] = [];
       // Per task, later changes of a key replace earlier ones within the transaction.
       const changelogs = new Map<number, Map<string, Buffer | null>>();
-      for (const { run, fresh } of work) {
-        const partition = run.source.partition;
-        const update = options.handler.process(owner.states.get(partition)!, fresh, run.source);
-        outputs.push(...update.outputs);
-        let changelog = changelogs.get(partition);
-        if (changelog === undefined) changelogs.set(partition, (changelog = new Map()));
+      const apply = (records: readonly ConsumedRecord[], source: TopicPartition): void => {
+        const update = options.handler.process(owner.states.get(source.partition)!, records, source);
+        let changelog = changelogs.get(source.partition);
+        if (changelog === undefined) changelogs.set(source.partition, (changelog = new Map()));
         for (const entry of update.changelog) {
           changelog.delete(entry.key);
           changelog.set(entry.key, entry.value);
         }
+        for (const output of update.outputs) {
+          const partition = output.topic === ownTopic ? partitionFor(output, ownCount) : -1;
+          if (partition < 0 || slotOf(partition, slots) !== slot) {
+            outputs.push(output);
+            continue;
+          }
+          const marked: ProducedRecord = { ...output, partition, headers: { ...output.headers, [APPLIED_HEADER]: groupId } };
+          outputs.push(marked);
+          apply([producedAsConsumed(marked, partition)], { topic: ownTopic!, partition });
+        }
+      };
+      for (const { run, fresh } of work) {
+        const records = ownTopic === undefined || run.source.topic !== ownTopic ? fresh : fresh.filter((r) => !appliedHere(r));
+        if (records.length > 0) apply(records, run.source);
       }
       const changes: ProducedRecord[] = [...changelogs].flatMap(([partition, changelog]) =>
         [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value })),

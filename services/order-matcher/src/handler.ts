@@ -12,12 +12,15 @@ import {
   type StatefulHandler,
 } from '@tradeflow/shared';
 import { Matcher, MatcherState, StateChanges } from './matcher.ts';
-import { SERVICE_NAME } from './split.ts';
+import { SERVICE_NAME, splitOrders } from './split.ts';
 
 export function createMatchHandler(matcher: Matcher, metrics: ServiceMetrics, logger: Logger): StatefulHandler<MatcherState> {
   return {
     restore: (entries) => matcher.restore(entries),
     process: (state, records, source) => {
+      // Portfolio orders are only split (rule 1); the runner applies the components that stay in
+      // this slot at once (applyOwnOutputs) and writes the rest to orders.components.
+      if (source.topic === TOPICS.orders) return { outputs: splitOrders(records), changelog: [] };
       const changes = new StateChanges();
       const executions: Execution[] = [];
       const outputs: ProducedRecord[] = [];

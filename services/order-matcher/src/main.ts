@@ -1,23 +1,26 @@
 /**
- * order-matcher, two exactly-once stages in one process:
+ * order-matcher, one exactly-once stateful stage:
  *   orders ──split──▶ orders.components (keyed by symbol), invalid ──▶ orders.dlq
  *   orders.components + prices (co-partitioned) ──match──▶ executions, state ──▶ order-matcher.state
+ * A component whose orders.components partition is in the slot that split it is matched in the
+ * same transaction (still written, marked as applied, and skipped when read back): with one slot,
+ * every component; components from other slots or other producers are matched when read.
  */
 import {
+  adoptCommittedOffsets,
   connectService,
   envInt,
   kafkaEnv,
   parseEnv,
   runService,
   runStateful,
-  runTransform,
   serviceEnv,
   TOPICS,
 } from '@tradeflow/shared';
 import { z } from 'zod';
 import { createMatchHandler } from './handler.ts';
 import { Matcher } from './matcher.ts';
-import { SERVICE_NAME, splitOrders } from './split.ts';
+import { SERVICE_NAME } from './split.ts';
 
 runService(SERVICE_NAME, async (logger) => {
   const env = parseEnv({
@@ -34,30 +37,23 @@ runService(SERVICE_NAME, async (logger) => {
     now: () => Date.now() / 1000,
   });
 
-  const splitter = await runTransform({
-    kafka,
-    logger: logger.child({ stage: 'split' }),
-    metrics,
-    groupId: `${env.GROUP_ID}-split`,
-    topics: [TOPICS.orders],
-    transactionalIdPrefix: `${env.GROUP_ID}-split`,
-    ...runnerSettings,
-    handle: splitOrders,
-  });
+  // The split stage of earlier versions had its own group; its offsets on orders carry over once.
+  await adoptCommittedOffsets(kafka, { from: `${env.GROUP_ID}-split`, to: env.GROUP_ID, topic: TOPICS.orders }, logger);
   const matching = await runStateful({
     kafka,
     logger: logger.child({ stage: 'match' }),
     metrics,
     groupId: env.GROUP_ID,
-    topics: [TOPICS.orderComponents, TOPICS.prices],
+    topics: [TOPICS.orders, TOPICS.orderComponents, TOPICS.prices],
     transactionalIdPrefix: `${env.GROUP_ID}-match`,
     changelogTopic: TOPICS.matcherState,
+    applyOwnOutputs: TOPICS.orderComponents,
     ...runnerSettings,
     handler: createMatchHandler(matcher, metrics, logger),
   });
   return {
     stop: async () => {
-      await Promise.all([splitter.stop(), matching.stop()]);
+      await matching.stop();
       close();
     },
   };

@@ -244,7 +244,9 @@ describe('stateful stage applying its own outputs', () => {
       },
     });
     cleanups.push(() => stage.stop());
-    const producer = kafka.producer();
+    // Idempotent: right after the topics are created some partitions may not have a leader yet,
+    // and a plain producer retries the whole request, writing the partitions that took it twice.
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     await producer.send({ topic: TOPICS.ticks, messages: Array.from({ length: COUNT }, (_, i) => ({ key: `t${i % 7}`, value: `v${i}` })) });
     await producer.disconnect();

@@ -845,6 +845,8 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
           changelog.delete(entry.key);
           changelog.set(entry.key, entry.value);
         }
+        // Own outputs that stay in the slot: applied after this batch, one batch per task, in order.
+        let local: Map<number, ConsumedRecord[]> | undefined;
         for (const output of update.outputs) {
           const partition = output.topic === ownTopic ? partitionFor(output, ownCount) : -1;
           if (partition < 0 || slotOf(partition, slots) !== slot) {
@@ -853,8 +855,12 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
           }
           const marked: ProducedRecord = { ...output, partition, headers: { ...output.headers, [APPLIED_HEADER]: groupId } };
           outputs.push(marked);
-          apply([producedAsConsumed(marked, partition)], { topic: ownTopic!, partition });
+          local ??= new Map();
+          const batch = local.get(partition);
+          if (batch === undefined) local.set(partition, [producedAsConsumed(marked, partition)]);
+          else batch.push(producedAsConsumed(marked, partition));
         }
+        if (local !== undefined) for (const [partition, batch] of local) apply(batch, { topic: ownTopic!, partition });
       };
       for (const { run, fresh } of work) {
         const records = ownTopic === undefined || run.source.topic !== ownTopic ? fresh : fresh.filter((r) => !appliedHere(r));

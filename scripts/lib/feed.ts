@@ -118,7 +118,10 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
       logger,
     ),
   );
-  const producer: Producer = kafka.producer({ createPartitioner: defaultPartitioner, allowAutoTopicCreation: false });
+  // Idempotent: a request that reaches some partitions and is retried (kafkajs retries the whole
+  // request, e.g. while a new topic's partitions are still electing leaders) must not write those
+  // partitions twice: seeded orders would otherwise be duplicated.
+  const producer: Producer = kafka.producer({ createPartitioner: defaultPartitioner, allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
   await withRetries(log, 'connecting the producer', () => producer.connect());
 
   const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 2_000;

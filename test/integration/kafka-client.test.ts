@@ -110,7 +110,7 @@ async function copyStage(stageKafka: Kafka, commitIntervalMs: number, metrics: S
 }
 
 async function produceSpaced(count: number, everyMs: number, prefix = 't'): Promise<void> {
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < count; i++) {

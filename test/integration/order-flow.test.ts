@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 async function produce(topic: string, messages: { key: string; value: object }[]): Promise<void> {
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     await producer.send({ topic, acks: -1, messages: messages.map((m) => ({ key: m.key, value: JSON.stringify(m.value) })) });
@@ -70,6 +70,17 @@ function expectPositionsEqualFills(positions: Map<number, Position>, fills: read
 const ID = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
 describe('order flow', () => {
+  it('queue-orders right after the topics are created writes every order once', async () => {
+    // The topics were just deleted and created again (beforeEach): the first requests may reach
+    // partitions that have no leader yet, and the seed producer retries them.
+    await runScript('queue-orders.ts', ['--count', '3000', '--seed', '7', '--accounts', '100', '--quiet']);
+    // readTopic lingers after the count is reached, so duplicates would be read too.
+    const records = await readTopic(kafka, TOPICS.orders, 3000);
+    const ids = records.map((r) => (JSON.parse(r.value.toString()) as { portfolio_order_id: string }).portfolio_order_id);
+    expect(records.length).toBe(3000);
+    expect(new Set(ids).size).toBe(3000);
+  });
+
   it('a scripted scenario yields exactly the expected fills and positions; orders before any price execute on the first price', async () => {
     const group = uniqueName('it');
     const matcher = await startService('order-matcher', { GROUP_ID: `${group}-matcher`, MAX_PRICE_AGE_MS: '5000', NETTING_WINDOW_MS: '1000' });

@@ -285,7 +285,7 @@ if (results.length > 0) {
   report(
     'highest rate kept up',
     sustained === undefined ? 'none of the rates' : `${fmt(sustained.rate)} portfolio orders/s = ${fmt(sustained.componentsPerSecond)} components/s`,
-    sustained === undefined ? '' : `priority 1 order→fill ${sustained.p1}${RAMP > 0 ? `; the next step (+${fmt(RAMP)}/s) did not keep up` : ''}`,
+    sustained === undefined ? '' : `priority 1 order→fill ${sustained.p1}${results.some((r) => r.rate > sustained.rate && !r.keptUp) ? '; a higher rate did not keep up' : ''}`,
   );
 }
 

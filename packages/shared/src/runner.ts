@@ -762,12 +762,21 @@ export interface StatefulOptions<S> extends RunnerOptions {
 /** Marks a record a stateful stage applied when it produced it (value: the stage's group id). */
 export const APPLIED_HEADER = 'tradeflow-applied';
 
-/** An output applied where it was produced, as the handler would see it when consumed (offset unknown yet: -1). */
-function producedAsConsumed(record: ProducedRecord, partition: number): ConsumedRecord {
-  const buffer = (v: string | Buffer | null) => (v === null || Buffer.isBuffer(v) ? v : Buffer.from(v));
-  const headers: IHeaders = {};
-  for (const [k, v] of Object.entries(record.headers ?? {})) headers[k] = buffer(v)!;
-  return { topic: record.topic, partition, offset: '-1', key: buffer(record.key), value: buffer(record.value), headers, timestamp: String(Date.now()) };
+const asBuffer = (v: string | Buffer | null): Buffer | null => (v === null || Buffer.isBuffer(v) ? v : Buffer.from(v));
+
+/**
+ * An own output applied where it is produced: encoded once, so the record sent and the one the
+ * handler sees (as if consumed; offset unknown yet: -1) share their bytes.
+ */
+function appliedOutput(output: ProducedRecord, partition: number, appliedBy: Buffer): { sent: ProducedRecord; seen: ConsumedRecord } {
+  const key = asBuffer(output.key);
+  const value = asBuffer(output.value);
+  const headers: IHeaders = { [APPLIED_HEADER]: appliedBy };
+  for (const [k, v] of Object.entries(output.headers ?? {})) if (k !== APPLIED_HEADER) headers[k] = asBuffer(v)!;
+  return {
+    sent: { topic: output.topic, key, value, partition, headers: headers as Record<string, Buffer> },
+    seen: { topic: output.topic, partition, offset: '-1', key, value, headers, timestamp: String(Date.now()) },
+  };
 }
 
 const partitioners = new Map<number, (record: ProducedRecord) => number>();
@@ -793,6 +802,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   if (ownTopic !== undefined && !options.topics.includes(ownTopic)) throw new Error(`applyOwnOutputs: ${ownTopic} is not one of the inputs (${options.topics.join(', ')})`);
   /** With applyOwnOutputs every input has ownTopic's partition count (the tasks span all inputs): read once. */
   let ownCount = 0;
+  const appliedBy = Buffer.from(groupId);
   const appliedHere = (record: ConsumedRecord) => record.topic === ownTopic && record.headers[APPLIED_HEADER]?.toString() === groupId;
   /** The state of each task (input partition) of a slot, rebuilt from its changelog partition on first use. */
   type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
@@ -853,12 +863,12 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
             outputs.push(output);
             continue;
           }
-          const marked: ProducedRecord = { ...output, partition, headers: { ...output.headers, [APPLIED_HEADER]: groupId } };
-          outputs.push(marked);
+          const { sent, seen } = appliedOutput(output, partition, appliedBy);
+          outputs.push(sent);
           local ??= new Map();
           const batch = local.get(partition);
-          if (batch === undefined) local.set(partition, [producedAsConsumed(marked, partition)]);
-          else batch.push(producedAsConsumed(marked, partition));
+          if (batch === undefined) local.set(partition, [seen]);
+          else batch.push(seen);
         }
         if (local !== undefined) for (const [partition, batch] of local) apply(batch, { topic: ownTopic!, partition });
       };

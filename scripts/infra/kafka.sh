@@ -9,6 +9,7 @@
 #
 # Environment (defaults):
 #   KAFKA_PORT=9092  KAFKA_CONTROLLER_PORT=9093  KAFKA_HEAP=512m
+#   KAFKA_GC_OPTS="-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35"
 #   KAFKA_DATA_DIR=${TMPDIR:-/tmp}/tradeflow-kafka-$KAFKA_PORT
 #   KAFKA_START_TIMEOUT=90 (seconds)
 #   KAFKA_KEEP_DATA=0 (1: stop keeps the data dir and start reuses it; otherwise every start
@@ -29,6 +30,7 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-${TMPDIR:-/tmp}/tradeflow-kafka-$KAFKA_PORT}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+KAFKA_GC_OPTS="${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_KEEP_DATA="${KAFKA_KEEP_DATA:-0}"
 
@@ -168,8 +170,7 @@ new_cluster_id() {
 }
 
 java_opts() {
-  echo "-Xms$KAFKA_HEAP -Xmx$KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20" \
-    "-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent" \
+  echo "-Xms$KAFKA_HEAP -Xmx$KAFKA_HEAP -server $KAFKA_GC_OPTS -XX:+ExplicitGCInvokesConcurrent" \
     "-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true" \
     "-Dlog4j2.configurationFile=$KAFKA_DATA_DIR/log4j2.properties" \
     "-Dkafka.logs.dir=$KAFKA_DATA_DIR/logs"

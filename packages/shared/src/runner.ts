@@ -151,7 +151,6 @@ function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
 }
 
-
 /** The entry under `key`, opened on first use; a failed opening is forgotten so the next call retries. */
 function openOnce<K, V>(entries: Map<K, Promise<V>>, key: K, open: () => Promise<V>): Promise<V> {
   let entry = entries.get(key);
@@ -803,7 +802,12 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   /** With applyOwnOutputs every input has ownTopic's partition count (the tasks span all inputs): read once. */
   let ownCount = 0;
   const appliedBy = Buffer.from(groupId);
-  const appliedHere = (record: ConsumedRecord) => record.topic === ownTopic && record.headers[APPLIED_HEADER]?.toString() === groupId;
+  /** Compared as bytes: no string per record read back. */
+  const appliedHere = (record: ConsumedRecord) => {
+    if (record.topic !== ownTopic) return false;
+    const mark = record.headers[APPLIED_HEADER];
+    return Buffer.isBuffer(mark) ? mark.equals(appliedBy) : mark !== undefined && String(mark) === groupId;
+  };
   /** The state of each task (input partition) of a slot, rebuilt from its changelog partition on first use. */
   type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
 

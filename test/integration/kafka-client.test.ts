@@ -11,7 +11,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  adoptCommittedOffsets,
   APPLIED_HEADER,
   createLogger,
   partitionFor,
@@ -286,28 +285,5 @@ describe('stateful stage applying its own outputs', () => {
     expect(final.count).toBe(COUNT);
     expect(final.seen).toBe(COUNT);
     expect(final.inline).toBe(marked);
-  });
-
-  it("gives a group another group's committed offsets when it has none, once", async () => {
-    const from = uniqueName('it-from');
-    const to = uniqueName('it-to');
-    const logger = createLogger('it-adopt', 'error');
-    const admin = kafka.admin();
-    await admin.connect();
-    cleanups.push(() => admin.disconnect());
-    await admin.setOffsets({ groupId: from, topic: TOPICS.orders, partitions: [{ partition: 0, offset: '0' }, { partition: 2, offset: '0' }] });
-    const offsets = async (groupId: string) =>
-      (await admin.fetchOffsets({ groupId, topics: [TOPICS.orders] }))[0]!.partitions.filter((p) => p.offset !== '-1').map((p) => `${p.partition}:${p.offset}`).sort();
-
-    await adoptCommittedOffsets(kafka, { from, to, topic: TOPICS.orders }, logger);
-    expect(await offsets(to)).toEqual(['0:0', '2:0']);
-    // Once the group has offsets of its own, nothing is taken over again.
-    await admin.setOffsets({ groupId: from, topic: TOPICS.orders, partitions: [{ partition: 1, offset: '0' }] });
-    await adoptCommittedOffsets(kafka, { from, to, topic: TOPICS.orders }, logger);
-    expect(await offsets(to)).toEqual(['0:0', '2:0']);
-    // A group with nothing to take over stays without offsets.
-    const empty = uniqueName('it-empty');
-    await adoptCommittedOffsets(kafka, { from: uniqueName('it-none'), to: empty, topic: TOPICS.orders }, logger);
-    expect(await offsets(empty)).toEqual([]);
   });
 });

@@ -8,5 +8,6 @@ export * from './runner.ts';
 export * from './metrics.ts';
 export * from './influx.ts';
 export * from './dlq.ts';
+export * from './retry.ts';
 export * from './service.ts';
 export * from './money.ts';

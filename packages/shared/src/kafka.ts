@@ -41,8 +41,12 @@ const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+/** kafkajs repeats the same complaint on every retry: a repeat within this long goes to debug. */
+const REPEAT_QUIET_MS = 60_000;
+
 export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Kafka {
   const kafkaLogger = logger.child({ component: 'kafkajs' });
+  const lastSaid = new Map<string, number>();
   const config: KafkaConfig = {
     clientId: env.KAFKA_CLIENT_ID ?? clientId,
     brokers: env.KAFKA_BROKERS,
@@ -60,10 +64,19 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
         if (message === 'Limiting retries for the idempotent producer may invalidate EoS guarantees') return;
         // Error responses are retried by kafkajs or reported by the runner with context; logging
         // each one at error level would cry wolf (e.g. CONCURRENT_TRANSACTIONS right after a commit,
-        // which kafkajs retries).
+        // which kafkajs retries). A consumer's crash and restart are logged by the runner.
         const expected =
-          (namespace === 'Connection' && message.startsWith('Response ')) || message.includes('concurrent operation on the same transaction');
-        const name = expected ? 'debug' : (levelNames[level] ?? 'info');
+          (namespace === 'Connection' && message.startsWith('Response ')) ||
+          message.includes('concurrent operation on the same transaction') ||
+          message.startsWith('Crash: ') ||
+          message.startsWith('Restarting the consumer');
+        let name = expected ? 'debug' : (levelNames[level] ?? 'info');
+        if (name === 'error' || name === 'warn') {
+          const key = `${namespace}:${message.replace(/\d+/g, '#')}`;
+          const now = Date.now();
+          if (now - (lastSaid.get(key) ?? -Infinity) < REPEAT_QUIET_MS) name = 'debug';
+          else lastSaid.set(key, now);
+        }
         kafkaLogger[name]({ namespace, ...extra }, message);
       },
   };
@@ -169,34 +182,6 @@ export function slotAssigner(slots: number, logger: Logger): PartitionAssigner {
 export interface ChangelogEntry {
   readonly key: string;
   readonly value: Buffer | null;
-}
-
-/**
- * Gives group `to` the committed offsets of group `from` on `topic` when `to` has none there yet:
- * for a stage that takes over an input another group used to read, so it neither starts over nor
- * skips. Nothing happens when `from` has none. Call it before `to` joins (the broker changes the
- * offsets of an empty group only); when another member joined first and adopted them, that is fine.
- */
-export async function adoptCommittedOffsets(kafka: Kafka, groups: { from: string; to: string; topic: string }, logger: Logger): Promise<void> {
-  const { from, to, topic } = groups;
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const committed = async (groupId: string) =>
-      ((await admin.fetchOffsets({ groupId, topics: [topic] }))[0]?.partitions ?? []).filter((p) => p.offset !== '-1');
-    if ((await committed(to)).length > 0) return;
-    const theirs = await committed(from);
-    if (theirs.length === 0) return;
-    try {
-      await admin.setOffsets({ groupId: to, topic, partitions: theirs.map(({ partition, offset }) => ({ partition, offset })) });
-    } catch (error) {
-      if ((await committed(to)).length > 0) return;
-      throw error;
-    }
-    logger.info({ from, to, topic, offsets: theirs.map(({ partition, offset }) => `${partition}:${offset}`) }, 'adopted committed offsets');
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 /**

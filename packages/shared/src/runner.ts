@@ -28,8 +28,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, PartitionAssigner, Producer } from 'kafkajs';
 import { defaultPartitioner, readPartitionsToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
+import { ConfigError } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
+import { RetryLog, untilSuccess } from './retry.ts';
 
 export interface ConsumedRecord {
   readonly topic: string;
@@ -85,7 +87,11 @@ export interface RunnerOptions {
    * here; the services take COMMIT_INTERVAL_MS, 20 ms) starts one as soon as the last one ends.
    */
   readonly commitIntervalMs?: number;
+  /** Called when the consumer stopped for good on an error; by default the process exits 1. */
+  readonly onFatal?: (error: Error) => void;
 }
+
+const exitOnFatal = (): never => process.exit(1);
 
 export interface TransformOptions extends RunnerOptions {
   readonly transactionalIdPrefix: string;
@@ -94,8 +100,12 @@ export interface TransformOptions extends RunnerOptions {
 }
 
 export interface SinkOptions extends RunnerOptions {
-  /** Must be idempotent: a batch is written again after a crash between write and commit. */
-  readonly write: (records: readonly ConsumedRecord[], source: TopicPartition) => Promise<void>;
+  /**
+   * Must be idempotent: a batch is written again after a crash between write and commit. Returns
+   * the records to produce (e.g. dead letters for what the store refused) before the offsets are
+   * committed: at least once, like the write.
+   */
+  readonly write: (records: readonly ConsumedRecord[], source: TopicPartition) => Promise<readonly ProducedRecord[] | void>;
 }
 
 export interface RunningConsumer {
@@ -302,13 +312,14 @@ async function retrying(
   attempt: () => Promise<void>,
 ): Promise<void> {
   const cap = options.retryMaxMs ?? 10_000;
+  const log = new RetryLog(options.logger, `${what} (nothing is committed until it succeeds)`);
   let backoff = INITIAL_BACKOFF_MS;
-  for (let failures = 0; ; failures++) {
+  for (;;) {
     if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
     try {
       await attempt();
-      if (failures > 0) {
-        options.logger.info({ ...ctx.source, failures }, `${what} succeeded after retrying`);
+      if (log.failed > 0) {
+        log.recovered({ ...ctx.source });
         options.metrics.healthy = true;
       }
       return;
@@ -320,11 +331,8 @@ async function retrying(
         throw new Stopped();
       }
       options.metrics.retries++;
-      if (failures >= 3) options.metrics.healthy = false;
-      options.logger[failures === 0 ? 'warn' : 'error'](
-        { ...ctx.source, err: error, retryInMs: backoff, failures: failures + 1 },
-        `${what} failed; retrying (nothing is committed until it succeeds)`,
-      );
+      log.failure(error, backoff, { ...ctx.source });
+      if (log.failed > 3) options.metrics.healthy = false;
       const until = Date.now() + backoff;
       while (Date.now() < until && !isStopping()) {
         await sleep(Math.min(250, until - Date.now()));
@@ -471,13 +479,25 @@ function startConsumer(
     for (const lane of lanes.values()) dropPending(lane);
     void onAssignment(assigned, lanes).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
   });
+  const crashes = new RetryLog(logger, 'consuming');
   consumer.on(consumer.events.CRASH, ({ payload }) => {
-    logger.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
+    if (payload.restart) {
+      crashes.failure(payload.error, options.retryMaxMs ?? 10_000, { groupId });
+      return;
+    }
+    if (stopping) return;
+    // kafkajs gives up on errors it deems permanent: without its consumer the service would sit
+    // idle, so it exits and is restarted (compose's restart policy, run-local's supervision).
+    logger.fatal({ err: payload.error, groupId }, 'the Kafka consumer stopped on an error it does not retry; exiting so that the service is restarted');
+    (options.onFatal ?? exitOnFatal)(payload.error);
   });
+  consumer.on(consumer.events.FETCH_START, () => crashes.recovered({ groupId }));
 
   const start = async (): Promise<RunningConsumer> => {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    await untilSuccess('joining Kafka', logger, async () => {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    }, options.retryMaxMs);
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -637,7 +657,7 @@ async function runSlots<O extends SlotOwner>(
   const { kafka, logger, metrics, groupId } = options;
   const slots = options.slots ?? 1;
   const admin: Admin = kafka.admin();
-  await admin.connect();
+  await untilSuccess('connecting to Kafka', logger, () => admin.connect(), options.retryMaxMs);
   const owners = new Map<number, Promise<O>>();
   const withSlotLock = keyedLock<number>();
 
@@ -711,9 +731,26 @@ export function runTransform(options: TransformOptions): Promise<RunningConsumer
 
 /** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
 export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
+  /** For what the write returns to produce; opened on first use. */
+  let producer: Promise<Producer> | undefined;
+  const producerOnce = () =>
+    (producer ??= (async () => {
+      const p = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: defaultPartitioner });
+      await p.connect();
+      return p;
+    })().catch((error: unknown) => {
+      producer = undefined;
+      throw error;
+    }));
   const processLane = async (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
     const ctx = mergeBatches(entries);
-    await retrying('write', ctx, options, isStopping, () => options.write(ctx.records, ctx.source));
+    await retrying('write', ctx, options, isStopping, async () => {
+      const produce = (await options.write(ctx.records, ctx.source)) ?? [];
+      if (produce.length === 0) return;
+      const p = await producerOnce();
+      for (const chunk of produceChunks(produce)) await p.sendBatch({ acks: -1, topicMessages: chunk });
+      countBatch(options.metrics, 0, produce);
+    });
     options.metrics.consumed += ctx.records.length;
     await retrying('offset commit', ctx, options, isStopping, () =>
       ctx.payload.commitOffsetsIfNecessary({
@@ -724,7 +761,10 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
   const onAssignment = async (assigned: readonly TopicPartition[]) => {
     options.metrics.keepLagOnly(new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`)));
   };
-  return startConsumer(options, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, async () => undefined);
+  const onStop = async () => {
+    if (producer !== undefined) await (await producer.catch(() => undefined))?.disconnect().catch(() => undefined);
+  };
+  return startConsumer(options, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
 }
 
 export interface StateUpdate {
@@ -793,6 +833,23 @@ export function partitionFor(record: ProducedRecord, count: number): number {
   return partitioner(record);
 }
 
+/** The partition count the topics share; a ConfigError (not retried) when they differ. */
+async function equalPartitionCounts(kafka: Kafka, topics: readonly string[], groupId: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const metadata = await admin.fetchTopicMetadata({ topics: [...topics] });
+    const counts = metadata.topics.map((t) => t.partitions.length);
+    if (new Set(counts).size !== 1) {
+      const found = metadata.topics.map((t) => `${t.name}=${t.partitions.length}`).join(', ');
+      throw new ConfigError(`${groupId}: the inputs of a stage that applies its own outputs need equal partition counts, found ${found}`);
+    }
+    return counts[0]!;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** Kafka → Kafka with state, exactly once (see the file comment). */
 export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
   const { kafka, logger, groupId } = options;
@@ -825,18 +882,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   };
 
   if (ownTopic !== undefined) {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const metadata = await admin.fetchTopicMetadata({ topics: [...options.topics] });
-      const counts = metadata.topics.map((t) => `${t.name}=${t.partitions.length}`);
-      ownCount = metadata.topics.find((t) => t.name === ownTopic)!.partitions.length;
-      if (metadata.topics.some((t) => t.partitions.length !== ownCount)) {
-        throw new Error(`${groupId}: the inputs of a stage that applies its own outputs need equal partition counts, found ${counts.join(', ')}`);
-      }
-    } finally {
-      await admin.disconnect();
-    }
+    ownCount = await untilSuccess('reading the partition counts of the inputs', logger, () => equalPartitionCounts(kafka, options.topics, groupId), options.retryMaxMs);
   }
 
   return runSlots<StatefulOwner>(

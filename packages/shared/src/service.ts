@@ -7,6 +7,7 @@ import { ConfigError, type KafkaEnv, type ServiceEnv } from './config.ts';
 import { createKafka, ensureTopics, type Kafka } from './kafka.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { serveMetrics, ServiceMetrics } from './metrics.ts';
+import { untilSuccess } from './retry.ts';
 import { topicDefinitions } from './topics.ts';
 
 export interface Stoppable {
@@ -60,26 +61,6 @@ export function runService(name: string, start: (logger: Logger) => Promise<Stop
       logger.fatal({ err }, 'failed to start');
       process.exit(1);
     });
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/**
- * Runs `attempt` until it succeeds, waiting with capped exponential backoff in between and logging
- * each failure, e.g. while Kafka or InfluxDB is still starting.
- */
-export async function untilSuccess<T>(what: string, logger: Logger, attempt: () => Promise<T>, maxBackoffMs = 10_000): Promise<T> {
-  let backoff = 200;
-  for (let failures = 1; ; failures++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      logger.warn({ err, failures, retryInMs: backoff }, `${what} failed; retrying`);
-      await sleep(backoff);
-      backoff = Math.min(maxBackoffMs, backoff * 2);
-    }
-  }
 }
 
 export interface ServiceContext {

@@ -15,6 +15,7 @@ export const TOPICS = {
   fills: 'fills',
   positions: 'positions',
   matcherState: 'order-matcher.state',
+  influxDlq: 'influx.dlq',
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
@@ -51,6 +52,7 @@ export function topicDefinitions(partitions: number = DEFAULT_PARTITIONS): reado
     { name: TOPICS.executionsDlq, key: 'original key', partitions, cleanupPolicy: 'delete', description: 'executions that failed validation, original bytes, reason in headers' },
     { name: TOPICS.fills, key: 'taxpayer_id', partitions, cleanupPolicy: 'delete', description: 'one fill per allocation' },
     { name: TOPICS.positions, key: 'taxpayer_id', partitions, cleanupPolicy: 'compact', description: 'account snapshots: shares per symbol and cash; also fill-publisher\'s changelog' },
+    { name: TOPICS.influxDlq, key: 'original key', partitions, cleanupPolicy: 'delete', description: 'records whose points InfluxDB refused for good (a field type conflict, a malformed point), original bytes, its reason in headers' },
     { name: TOPICS.matcherState, key: 'state entry', partitions, cleanupPolicy: 'compact', coPartitionGroup: 'symbol', description: 'order-matcher\'s changelog: latest prices and pending component orders per partition' },
   ];
 }

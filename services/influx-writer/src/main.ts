@@ -1,15 +1,16 @@
 /**
- * influx-writer: prices, orders, executions, fills ──▶ InfluxDB (bid_ask, portfolio_orders,
- * executions, fills). One /write per consumed batch; offsets
- * are committed only after InfluxDB acknowledged it. InfluxDB down: the batch waits and is retried
- * with capped backoff, nothing is committed meanwhile.
+ * influx-writer: prices, orders, executions, fills, dead letters ──▶ InfluxDB (bid_ask,
+ * portfolio_orders, executions, fills, dead_letters). One /write per consumed batch; offsets are
+ * committed only after InfluxDB acknowledged it. InfluxDB down: the batch waits and is retried with
+ * capped backoff, nothing is committed meanwhile. Points InfluxDB refuses for good (a field type
+ * conflict) ──▶ influx.dlq with its reason; the rest of their batch is written.
  */
 import {
   connectService,
+  deadLetter,
   envInt,
   influxEnv,
   InfluxClient,
-  InfluxError,
   kafkaEnv,
   parseEnv,
   runService,
@@ -22,6 +23,8 @@ import { z } from 'zod';
 import { encodeBatch, ENCODERS } from './points.ts';
 
 const SERVICE_NAME = 'influx-writer';
+/** On influx.dlq: the line protocol InfluxDB refused. */
+const INFLUX_LINE_HEADER = 'dlq.influx.line';
 
 runService(SERVICE_NAME, async (logger) => {
   const env = parseEnv({
@@ -43,7 +46,8 @@ runService(SERVICE_NAME, async (logger) => {
     password: env.INFLUX_PASSWORD,
     gzipLevel: env.INFLUX_GZIP_LEVEL,
   });
-  await untilSuccess(`creating InfluxDB database ${env.INFLUX_DB}`, logger, () => influx.createDatabase(), env.RETRY_MAX_MS);
+  const database = await untilSuccess(`checking InfluxDB database ${env.INFLUX_DB}`, logger, () => influx.ensureDatabase(), env.RETRY_MAX_MS);
+  logger.info({ url: env.INFLUX_URL, database: env.INFLUX_DB, user: env.INFLUX_USERNAME }, database === 'created' ? 'InfluxDB database ready' : 'InfluxDB database exists (this user may not create databases, and need not)');
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
   const consumer = await runSink({
@@ -54,22 +58,21 @@ runService(SERVICE_NAME, async (logger) => {
     topics: env.INFLUX_TOPICS,
     ...runnerSettings,
     write: async (records, source) => {
-      const { lines, rejected } = encodeBatch(records);
+      const { lines, records: sources, rejected } = encodeBatch(records);
       if (rejected.length > 0) {
+        // Undecodable records were dead-lettered by the stage that validates their topic.
         metrics.rejected += rejected.length;
         logger.warn({ ...source, count: rejected.length, first: rejected[0] }, 'skipped records that cannot be written');
       }
-      try {
-        await influx.write(lines);
-        metrics.written += lines.length;
-      } catch (error) {
-        if (error instanceof InfluxError && !error.retriable) {
-          metrics.rejected += lines.length;
-          logger.error({ ...source, err: error, points: lines.length }, 'InfluxDB refused the batch; it cannot succeed on retry, moving on');
-          return;
-        }
-        throw error;
-      }
+      const refused = await influx.writeEach(lines.map((_, i) => i), (i) => lines[i]!);
+      metrics.written += lines.length - refused.length;
+      if (refused.length === 0) return;
+      metrics.rejected += refused.length;
+      logger.warn({ ...source, refused: refused.length, points: lines.length, first: refused[0]!.reason }, `InfluxDB refused points for good; they go to ${TOPICS.influxDlq}, the rest are written`);
+      return refused.map(({ item, line, reason }) => {
+        const letter = deadLetter(sources[item]!, TOPICS.influxDlq, reason, SERVICE_NAME);
+        return { ...letter, headers: { ...letter.headers, [INFLUX_LINE_HEADER]: line } };
+      });
     },
   });
   return {

@@ -37,8 +37,10 @@ describe('encodePrice', () => {
   });
 
   it('rejects records that are not valid prices, with the reason', () => {
-    expect(encodeBatch([priceRecord('1', tick), priceRecord('2', '{"symbol":"IVE"}')])).toEqual({
+    const good = priceRecord('1', tick);
+    expect(encodeBatch([good, priceRecord('2', '{"symbol":"IVE"}')])).toEqual({
       lines: ['bid_ask,exchange=NASDAQ,symbol=IVE ask=94.190756,bid=93.97388 1438539936355000001'],
+      records: [good],
       rejected: [{ offset: '2', reason: 'exchange: must be a string; bid: must be a number; ask: must be a number; timestamp: must be a number of epoch seconds' }],
     });
   });
@@ -69,7 +71,9 @@ describe('order flow measurements', () => {
 
   it('writes portfolio_orders with order_type, priority and partition tags, ids as fields', () => {
     const order = { taxpayer_id: 42, portfolio_order_id: ID, order_type: 'BUY', amount: 1000.5, portfolio: [['VTI', 0.6], ['IVE', 0.4]], priority: 2, timestamp: 1700000000.25 };
-    expect(encodeBatch([record(TOPICS.orders, 3, '9', order)])).toEqual({
+    const orderRecord = record(TOPICS.orders, 3, '9', order);
+    expect(encodeBatch([orderRecord])).toEqual({
+      records: [orderRecord],
       lines: [`portfolio_orders,kafka_partition=3,order_type=BUY,priority=2 amount=1000.5,components=2i,portfolio_order_id="${ID}",taxpayer_id=42i 1700000000250000009`],
       rejected: [],
     });

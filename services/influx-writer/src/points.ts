@@ -125,17 +125,22 @@ export const ENCODERS: Readonly<Record<string, Encoder>> = {
 
 export interface EncodedBatch {
   readonly lines: string[];
+  /** The record of each line (same index). */
+  readonly records: ConsumedRecord[];
   readonly rejected: { readonly offset: string; readonly reason: string }[];
 }
 
 export function encodeBatch(records: readonly ConsumedRecord[]): EncodedBatch {
   const lines: string[] = [];
+  const sources: ConsumedRecord[] = [];
   const rejected: { offset: string; reason: string }[] = [];
   for (const record of records) {
     const encoder = ENCODERS[record.topic];
     const result: Encoded = encoder === undefined ? { ok: false, reason: `no encoder for topic ${record.topic}` } : encoder(record);
-    if (result.ok) lines.push(result.line);
-    else rejected.push({ offset: record.offset, reason: result.reason });
+    if (result.ok) {
+      lines.push(result.line);
+      sources.push(record);
+    } else rejected.push({ offset: record.offset, reason: result.reason });
   }
-  return { lines, rejected };
+  return { lines, records: sources, rejected };
 }

@@ -7,7 +7,6 @@
  * every component; components from other slots or other producers are matched when read.
  */
 import {
-  adoptCommittedOffsets,
   connectService,
   envInt,
   kafkaEnv,
@@ -37,8 +36,6 @@ runService(SERVICE_NAME, async (logger) => {
     now: () => Date.now() / 1000,
   });
 
-  // The split stage of earlier versions had its own group; its offsets on orders carry over once.
-  await adoptCommittedOffsets(kafka, { from: `${env.GROUP_ID}-split`, to: env.GROUP_ID, topic: TOPICS.orders }, logger);
   const matching = await runStateful({
     kafka,
     logger: logger.child({ stage: 'match' }),

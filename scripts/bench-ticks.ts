@@ -10,7 +10,7 @@
  *   node scripts/bench-ticks.ts [--validate 300000] [--backlog 300000] [--rate 20000] [--seconds 60] [--parts validate,backlog,e2e]
  */
 import { parseArgs } from 'node:util';
-import { createKafka, createLogger, InfluxClient, kafkaEnv, parseEnv, TOPICS, type ConsumedRecord } from '@tradeflow/shared';
+import { createKafka, createLogger, InfluxClient, kafkaEnv, parseEnv, quoteIdentifier, TOPICS, type ConsumedRecord } from '@tradeflow/shared';
 import { parseTick } from '../services/tick-deserializer/src/deserialize.ts';
 import { encodePrice } from '../services/influx-writer/src/points.ts';
 import { fmt, mb, Report } from './lib/report.ts';
@@ -100,7 +100,10 @@ if (PARTS.has('e2e')) {
   process.stderr.write(`end to end: ${fmt(RATE)} ticks/s for ${SECONDS} s...\n`);
   await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
   const database = `bench_${Date.now()}`;
-  const influx = new InfluxClient({ url: influxUrl, database });
+  // As an admin: the services' user (INFLUX_USERNAME) may not create databases, as in compose.
+  const influx = new InfluxClient({ url: influxUrl, database, username: process.env['INFLUX_ADMIN_USER'], password: process.env['INFLUX_ADMIN_PASSWORD'] });
+  await influx.createDatabase();
+  if (process.env['INFLUX_USERNAME'] !== undefined) await influx.execute(`GRANT ALL ON ${quoteIdentifier(database)} TO ${quoteIdentifier(process.env['INFLUX_USERNAME'])}`);
   const group = `bench-e2e-${Date.now()}`;
   const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
   const deserializer = await startService('tick-deserializer', { env: { ...baseEnv, GROUP_ID: `${group}-d` } });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Source this file: `use_local_infra` starts a real Kafka broker and InfluxDB on this machine unless
-# KAFKA_BROKERS / INFLUX_URL already point somewhere (or they are already running), exports both,
-# and stops on exit only what it started.
+# KAFKA_BROKERS / INFLUX_URL already point somewhere (or they are already running), exports both
+# (and the local InfluxDB's database and user: INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD), and
+# stops on exit only what it started.
 _local_infra_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _local_infra_started=()
 
@@ -23,6 +24,10 @@ use_local_infra() {
       bash "$_local_infra_dir/influx.sh" start
       _local_infra_started+=(influx)
     fi
-    export INFLUX_URL="http://127.0.0.1:${INFLUX_PORT:-8086}"
+    local credentials
+    credentials="$(bash "$_local_infra_dir/influx.sh" credentials)"
+    # shellcheck disable=SC1090
+    . "$credentials"
+    export INFLUX_URL INFLUX_DB INFLUX_USERNAME INFLUX_PASSWORD INFLUX_ADMIN_USER INFLUX_ADMIN_PASSWORD
   fi
 }

@@ -37,7 +37,7 @@ describe('docker-compose.yml', () => {
 
   it('gives every Kafka client the broker address inside the compose network', () => {
     for (const [name, service] of Object.entries(services)) {
-      if (service.build === undefined) continue;
+      if (service.build === undefined || name === 'check-settings') continue;
       expect(service.environment?.['KAFKA_BROKERS'], name).toBe('kafka:9092');
     }
     expect(services['influx-writer']!.environment).toMatchObject({ INFLUX_URL: 'http://influxdb:8086' });

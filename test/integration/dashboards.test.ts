@@ -2,14 +2,16 @@
  * After a run of the whole pipeline on the real broker and InfluxDB, every panel query of every
  * provisioned dashboard — with Grafana's macros substituted — runs without error and returns rows.
  */
+import type { InfluxClient } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { panelQueries, substituteMacros } from '../checks/dashboards.ts';
-import { countPoints, influxFor, resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor } from './helpers.ts';
+import { countPoints, influxDatabase, resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor } from './helpers.ts';
 
 const database = uniqueName('dashboards');
-const influx = influxFor(database);
+let influx: InfluxClient;
 
 beforeAll(async () => {
+  influx = await influxDatabase(database);
   await resetTopics(testKafka());
   const group = uniqueName('it');
   await startService('tick-deserializer', { GROUP_ID: `${group}-d` });

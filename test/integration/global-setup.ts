@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
-import { INFLUX_TEST_PORT, KAFKA_TEST_PORT, REPO, runInfraScript, type InfraMode } from './infra.ts';
+import { INFLUX_TEST_PORT, KAFKA_TEST_PORT, parseCredentials, REPO, runInfraScript, type InfluxCredentials, type InfraMode } from './infra.ts';
 
 const exec = promisify(execFile);
 
@@ -18,6 +18,7 @@ declare module 'vitest' {
     kafkaBrokers: string;
     influxUrl: string;
     infraMode: InfraMode;
+    influxCredentials: InfluxCredentials;
   }
 }
 
@@ -61,14 +62,25 @@ async function startContainers(project: TestProject): Promise<() => Promise<void
     })
     .withWaitStrategy(Wait.forLogMessage(/Kafka Server started/))
     .start();
-  const influx = await new GenericContainer('influxdb:1.11')
+  const credentials: InfluxCredentials = { adminUser: 'admin', adminPassword: 'test-admin-password', username: 'tradeflow', password: 'test-password' };
+  const influx = await new GenericContainer('influxdb:1.11.8')
     .withExposedPorts(8086)
-    .withEnvironment({ INFLUXDB_REPORTING_DISABLED: 'true', INFLUXDB_HTTP_LOG_ENABLED: 'false' })
+    .withEnvironment({
+      INFLUXDB_REPORTING_DISABLED: 'true',
+      INFLUXDB_HTTP_LOG_ENABLED: 'false',
+      INFLUXDB_HTTP_AUTH_ENABLED: 'true',
+      INFLUXDB_DB: 'tradeflow',
+      INFLUXDB_ADMIN_USER: credentials.adminUser,
+      INFLUXDB_ADMIN_PASSWORD: credentials.adminPassword,
+      INFLUXDB_USER: credentials.username,
+      INFLUXDB_USER_PASSWORD: credentials.password,
+    })
     .withWaitStrategy(Wait.forHttp('/ping', 8086).forStatusCode(204))
     .start();
   project.provide('kafkaBrokers', `127.0.0.1:${hostPort}`);
   project.provide('influxUrl', `http://${influx.getHost()}:${influx.getMappedPort(8086)}`);
   project.provide('infraMode', 'containers');
+  project.provide('influxCredentials', credentials);
   return async () => {
     await Promise.all([kafka.stop(), influx.stop()]);
   };
@@ -82,6 +94,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('kafkaBrokers', brokers);
     project.provide('influxUrl', influxUrl);
     project.provide('infraMode', 'env');
+    const env = (name: string) => process.env[name] ?? '';
+    project.provide('influxCredentials', { adminUser: env('INFLUX_ADMIN_USER'), adminPassword: env('INFLUX_ADMIN_PASSWORD'), username: env('INFLUX_USERNAME'), password: env('INFLUX_PASSWORD') });
     return async () => undefined;
   }
   if (await dockerAnswers()) {
@@ -95,6 +109,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('kafkaBrokers', `127.0.0.1:${KAFKA_TEST_PORT}`);
   project.provide('influxUrl', `http://127.0.0.1:${INFLUX_TEST_PORT}`);
   project.provide('infraMode', 'local');
+  project.provide('influxCredentials', parseCredentials(readFileSync(await runInfraScript('influx', 'credentials'), 'utf8')));
   return async () => {
     await Promise.all([runInfraScript('kafka', 'stop'), runInfraScript('influx', 'stop')]);
   };

@@ -5,6 +5,7 @@ import {
   createLogger,
   InfluxClient,
   kafkaEnv,
+  quoteIdentifier,
   parseEnv,
   type Kafka,
 } from '@tradeflow/shared';
@@ -23,6 +24,7 @@ export { sleep, waitFor, type ServiceProcess };
 export const brokers = () => inject('kafkaBrokers');
 export const influxUrl = () => inject('influxUrl');
 export const infraMode = () => inject('infraMode');
+export const influxCredentials = () => inject('influxCredentials');
 
 const quietLogger = createLogger('integration-test', 'error');
 
@@ -40,7 +42,15 @@ let started = 0;
 export async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
   const logDir = process.env['TEST_LOG_DIR'];
   const service = await startServiceProcess(name, {
-    env: { KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'info', RETRY_MAX_MS: '1000', ...env },
+    env: {
+      KAFKA_BROKERS: brokers(),
+      INFLUX_URL: influxUrl(),
+      INFLUX_USERNAME: influxCredentials().username,
+      INFLUX_PASSWORD: influxCredentials().password,
+      LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'info',
+      RETRY_MAX_MS: '1000',
+      ...env,
+    },
     ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}-${++started}.log` }),
   });
   running.add(service);
@@ -92,8 +102,21 @@ export async function readTopic(kafka: Kafka, topic: string, count: number, time
   }
 }
 
+/** A client of `database` as InfluxDB's admin (tests read what the services wrote with it). */
 export function influxFor(database: string): InfluxClient {
-  return new InfluxClient({ url: influxUrl(), database });
+  const { adminUser, adminPassword } = influxCredentials();
+  return new InfluxClient({ url: influxUrl(), database, username: adminUser, password: adminPassword });
+}
+
+/**
+ * Creates `database` and gives the services' user (which, as in compose, may not create databases)
+ * all rights on it, as an admin would. Returns the client to read it with.
+ */
+export async function influxDatabase(database: string): Promise<InfluxClient> {
+  const influx = influxFor(database);
+  await influx.createDatabase();
+  await influx.execute(`GRANT ALL ON ${quoteIdentifier(database)} TO ${quoteIdentifier(influxCredentials().username)}`);
+  return influx;
 }
 
 /** Number of points of a measurement (counting a field every point has). */

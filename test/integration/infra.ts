@@ -13,7 +13,7 @@ export type InfraMode = 'env' | 'containers' | 'local';
 export const KAFKA_TEST_PORT = Number(process.env['KAFKA_TEST_PORT'] ?? 19092);
 export const INFLUX_TEST_PORT = Number(process.env['INFLUX_TEST_PORT'] ?? 18086);
 
-export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop', env: Record<string, string> = {}): Promise<string> {
+export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop' | 'credentials', env: Record<string, string> = {}): Promise<string> {
   const { stdout, stderr } = await exec('bash', [`${REPO}/scripts/infra/${which}.sh`, action], {
     env: {
       ...process.env,
@@ -26,5 +26,28 @@ export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' 
     timeout: 600_000,
     maxBuffer: 16 * 1024 * 1024,
   });
-  return `${stdout}${stderr}`;
+  return action === 'credentials' ? stdout.trim() : `${stdout}${stderr}`;
+}
+
+/** The users of an InfluxDB: an admin, and a user with rights on its database only (as compose makes them). */
+export interface InfluxCredentials {
+  readonly adminUser: string;
+  readonly adminPassword: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Reads KEY='value' lines as scripts/infra/influx.sh writes them. */
+export function parseCredentials(text: string): InfluxCredentials {
+  const values = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z_]+)='(.*)'$/.exec(line);
+    if (match !== null) values.set(match[1]!, match[2]!.replace(/'\\''/g, "'"));
+  }
+  const get = (name: string) => {
+    const value = values.get(name);
+    if (value === undefined) throw new Error(`${name} missing from the InfluxDB credentials file`);
+    return value;
+  };
+  return { adminUser: get('INFLUX_ADMIN_USER'), adminPassword: get('INFLUX_ADMIN_PASSWORD'), username: get('INFLUX_USERNAME'), password: get('INFLUX_PASSWORD') };
 }

@@ -130,7 +130,7 @@ export class InfluxClient {
       }
       throw new InfluxError(
         `InfluxDB database ${this.database} does not exist, or user ${this.username ?? '(none)'} has no rights on it, and that user may not create it ` +
-          `(${error.message}). Create it as an admin (CREATE DATABASE "${this.database}", then GRANT ALL ON "${this.database}" TO "${this.username ?? ''}"), ` +
+          `(InfluxDB answered: ${error.message}). Create it as an admin (CREATE DATABASE "${this.database}", then GRANT ALL ON "${this.database}" TO "${this.username ?? ''}"), ` +
           'or set INFLUX_USERNAME to a user that may',
         403,
         true,
@@ -201,6 +201,12 @@ export class InfluxClient {
     return first?.series ?? [];
   }
 
+  /** Runs a statement that changes something (CREATE, GRANT, DROP ...): sent with POST, as InfluxDB wants. */
+  async execute(influxql: string): Promise<void> {
+    const first = (await this.request('POST', influxql)).results?.[0];
+    if (first?.error !== undefined) throw new InfluxError(`InfluxQL error: ${first.error} (statement: ${influxql})`, 200, false, 'INFLUX_REFUSED');
+  }
+
   private failure(what: string, status: number, detail: string): InfluxError {
     if (status === 401) {
       return new InfluxError(
@@ -210,7 +216,10 @@ export class InfluxClient {
         'INFLUX_UNAUTHORIZED',
       );
     }
-    if (status === 403) return new InfluxError(`InfluxDB user ${this.username ?? '(none)'} may not ${what} on database ${this.database} (HTTP 403: ${detail})`, status, true, 'INFLUX_FORBIDDEN');
+    if (status === 403) {
+      const action = what === 'write' ? 'write to' : 'run this statement on';
+      return new InfluxError(`InfluxDB user ${this.username ?? '(none)'} may not ${action} database ${this.database} (HTTP 403: ${detail})`, status, true, 'INFLUX_FORBIDDEN');
+    }
     return new InfluxError(`InfluxDB ${what} failed with HTTP ${status}: ${detail}`, status, status >= 500 || status === 429 || status === 408, 'INFLUX_SERVER_ERROR');
   }
 

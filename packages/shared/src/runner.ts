@@ -303,6 +303,17 @@ function runsBySource(entries: readonly BatchContext[]): BatchContext[] {
   return runs.map(mergeBatches);
 }
 
+/** One log per runner and operation, shared by its lanes: an outage is logged once, not once per partition. */
+const retryLogs = new WeakMap<RunnerOptions, Map<string, RetryLog>>();
+
+function retryLogOf(options: RunnerOptions, what: string): RetryLog {
+  let logs = retryLogs.get(options);
+  if (logs === undefined) retryLogs.set(options, (logs = new Map()));
+  let log = logs.get(what);
+  if (log === undefined) logs.set(what, (log = new RetryLog(options.logger, `${what} (nothing is committed until it succeeds)`)));
+  return log;
+}
+
 /** Runs `attempt` until it succeeds, the partition is taken away, or the runner stops. */
 async function retrying(
   what: string,
@@ -312,7 +323,7 @@ async function retrying(
   attempt: () => Promise<void>,
 ): Promise<void> {
   const cap = options.retryMaxMs ?? 10_000;
-  const log = new RetryLog(options.logger, `${what} (nothing is committed until it succeeds)`);
+  const log = retryLogOf(options, what);
   let backoff = INITIAL_BACKOFF_MS;
   for (;;) {
     if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();

@@ -73,14 +73,17 @@ export interface ServiceContext {
 }
 
 /**
- * What every service does first: a Kafka client, the topics (created when missing, co-partitioning
- * checked; retried while the broker starts), its metrics and the /metrics and /health endpoint.
+ * What every service does first: a Kafka client, its metrics and the /metrics and /health endpoint,
+ * and the topics (created when missing, co-partitioning checked; retried while the broker starts).
  */
 export async function connectService(name: string, env: KafkaEnv & ServiceEnv, logger: Logger): Promise<ServiceContext> {
   const kafka = createKafka(env, name, logger);
-  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
   const metrics = new ServiceMetrics(name);
+  // Served from the start, so that a service waiting for Kafka shows as running and not healthy yet.
   const server = await serveMetrics(metrics, env.METRICS_HOST, env.METRICS_PORT, logger);
+  metrics.healthy = false;
+  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topicDefinitions(env.TOPIC_PARTITIONS), logger), env.RETRY_MAX_MS);
+  metrics.healthy = true;
   return {
     kafka,
     metrics,

@@ -46,9 +46,11 @@ runService(SERVICE_NAME, async (logger) => {
     password: env.INFLUX_PASSWORD,
     gzipLevel: env.INFLUX_GZIP_LEVEL,
   });
-  const database = await untilSuccess(`checking InfluxDB database ${env.INFLUX_DB}`, logger, () => influx.ensureDatabase(), env.RETRY_MAX_MS);
-  logger.info({ url: env.INFLUX_URL, database: env.INFLUX_DB, user: env.INFLUX_USERNAME }, database === 'created' ? 'InfluxDB database ready' : 'InfluxDB database exists (this user may not create databases, and need not)');
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
+  metrics.healthy = false;
+  const database = await untilSuccess(`checking InfluxDB database ${env.INFLUX_DB}`, logger, () => influx.ensureDatabase(), env.RETRY_MAX_MS);
+  metrics.healthy = true;
+  logger.info({ url: env.INFLUX_URL, database: env.INFLUX_DB, user: env.INFLUX_USERNAME }, database === 'created' ? 'InfluxDB database ready' : 'InfluxDB database exists (this user may not create databases, and need not)');
 
   const consumer = await runSink({
     kafka,

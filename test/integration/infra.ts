@@ -13,7 +13,7 @@ export type InfraMode = 'env' | 'containers' | 'local';
 export const KAFKA_TEST_PORT = Number(process.env['KAFKA_TEST_PORT'] ?? 19092);
 export const INFLUX_TEST_PORT = Number(process.env['INFLUX_TEST_PORT'] ?? 18086);
 
-export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop' | 'credentials', env: Record<string, string> = {}): Promise<string> {
+export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' | 'stop' | 'credentials' | 'classpath' | 'build', env: Record<string, string> = {}): Promise<string> {
   const { stdout, stderr } = await exec('bash', [`${REPO}/scripts/infra/${which}.sh`, action], {
     env: {
       ...process.env,
@@ -26,7 +26,8 @@ export async function runInfraScript(which: 'kafka' | 'influx', action: 'start' 
     timeout: 600_000,
     maxBuffer: 16 * 1024 * 1024,
   });
-  return action === 'credentials' ? stdout.trim() : `${stdout}${stderr}`;
+  // start and stop: their log; the others print a path.
+  return action === 'start' || action === 'stop' ? `${stdout}${stderr}` : stdout.trim();
 }
 
 /** The users of an InfluxDB: an admin, and a user with rights on its database only (as compose makes them). */

@@ -6,6 +6,7 @@ import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll } from './order-checks.ts';
 import { readTopic, resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
@@ -39,32 +40,6 @@ async function latestPositions(count: number): Promise<Map<number, Position>> {
     if (seen === undefined || p.fills >= seen.fills) latest.set(p.taxpayer_id, p);
   }
   return latest;
-}
-
-const micros = (x: number) => BigInt(Math.round(x * 1e6));
-
-/** Positions computed from fills with exact micro-unit sums. */
-function sumFills(fills: readonly Fill[]): Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }> {
-  const sums = new Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }>();
-  for (const f of fills) {
-    const account = sums.get(f.taxpayer_id) ?? { shares: new Map<string, bigint>(), cash: 0n, fills: 0 };
-    account.shares.set(f.symbol, (account.shares.get(f.symbol) ?? 0n) + micros(f.delta_shares_position));
-    account.cash += micros(f.delta_cash_position);
-    account.fills++;
-    sums.set(f.taxpayer_id, account);
-  }
-  return sums;
-}
-
-function expectPositionsEqualFills(positions: Map<number, Position>, fills: readonly Fill[]): void {
-  const sums = sumFills(fills);
-  expect(positions.size).toBe(sums.size);
-  for (const [taxpayer, sum] of sums) {
-    const position = positions.get(taxpayer)!;
-    expect(position.fills, `fills of ${taxpayer}`).toBe(sum.fills);
-    expect(micros(position.cash), `cash of ${taxpayer}`).toBe(sum.cash);
-    for (const [symbol, shares] of sum.shares) expect(micros(position.shares[symbol] ?? 0), `${symbol} of ${taxpayer}`).toBe(shares);
-  }
 }
 
 const ID = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
@@ -175,7 +150,7 @@ describe('order flow under failure', () => {
     const positions = await waitFor(
       'positions to account for every fill',
       async () => {
-        const latest = await latestPositionsOfAll();
+        const latest = await latestPositionsOfAll(kafka);
         const total = [...latest.values()].reduce((sum, p) => sum + p.fills, 0);
         return total >= expectedFills ? latest : undefined;
       },
@@ -183,33 +158,6 @@ describe('order flow under failure', () => {
       2_000,
     );
     return { fills, positions };
-  }
-
-  async function latestPositionsOfAll(): Promise<Map<number, Position>> {
-    const { readPartitionsToEnd } = await import('@tradeflow/shared');
-    const admin = kafka.admin();
-    await admin.connect();
-    const partitions = (await admin.fetchTopicOffsets(TOPICS.positions)).map((p) => p.partition);
-    await admin.disconnect();
-    const entries = await readPartitionsToEnd(kafka, TOPICS.positions, partitions, uniqueName('positions-reader'));
-    const latest = new Map<number, Position>();
-    for (const list of entries.values()) {
-      for (const entry of list) if (entry.value !== null) latest.set(Number(entry.key), JSON.parse(entry.value.toString()) as Position);
-    }
-    return latest;
-  }
-
-  function expectExactlyOnce(fills: readonly Fill[], expected: Set<string>): void {
-    const seen = new Map<string, Fill[]>();
-    for (const f of fills) seen.set(f.component_order_id, [...(seen.get(f.component_order_id) ?? []), f]);
-    const twice = [...seen.values()].filter((list) => list.length > 1);
-    const missing = [...expected].filter((id) => !seen.has(id));
-    expect({ duplicated: twice.length, missing: missing.length, sample: twice.slice(0, 2) }).toEqual({ duplicated: 0, missing: 0, sample: [] });
-    expect(fills.length).toBe(expected.size);
-    expect(new Set(fills.map((f) => f.fill_id)).size).toBe(expected.size);
-    const components = new Set(fills.map((f) => f.component_order_id));
-    expect(components.size).toBe(expected.size);
-    for (const id of expected) expect(components.has(id), id).toBe(true);
   }
 
   it('SIGKILL order-matcher, then fill-publisher, mid-run: every component order is filled exactly once and positions equal the fills', async () => {

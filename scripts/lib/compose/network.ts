@@ -89,7 +89,10 @@ export async function createNetwork(id: string, services: readonly string[]): Pr
   };
   return {
     addressOf: (service) => entry(service).address,
-    spawnIn: (service, argv, options) => spawn('ip', ['netns', 'exec', entry(service).ns, ...argv], options),
+    // In a UTS namespace of its own too, named after the service (as a container's hostname, which
+    // the hosts file maps to its address): the broker resolves its own host name at start.
+    spawnIn: (service, argv, options) =>
+      spawn('ip', ['netns', 'exec', entry(service).ns, 'unshare', '--uts', '--', 'sh', '-c', 'hostname "$1" && shift && exec "$@"', 'sh', service, ...argv], options),
     publish: async (service, { hostIp, hostPort, containerPort }) => {
       const target = entry(service).address;
       const server = createServer((client) => {

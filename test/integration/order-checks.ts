@@ -1,0 +1,60 @@
+/** What every order-flow test checks at the end: each component filled once, positions equal to their fills. */
+import { readPartitionsToEnd, TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared';
+import { expect } from 'vitest';
+import { uniqueName } from './helpers.ts';
+
+/** Every committed record of a topic, as it is now, oldest first per partition. */
+export async function readAll(kafka: Kafka, topic: string): Promise<{ key: string; value: Buffer | null }[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const partitions = (await admin.fetchTopicOffsets(topic)).map((p) => p.partition);
+  await admin.disconnect();
+  const entries = await readPartitionsToEnd(kafka, topic, partitions, uniqueName('reader'));
+  return [...entries.values()].flat();
+}
+
+/** The latest snapshot of each account in the compacted positions topic. */
+export async function latestPositionsOfAll(kafka: Kafka): Promise<Map<number, Position>> {
+  const latest = new Map<number, Position>();
+  for (const entry of await readAll(kafka, TOPICS.positions)) if (entry.value !== null) latest.set(Number(entry.key), JSON.parse(entry.value.toString()) as Position);
+  return latest;
+}
+
+const micros = (x: number) => BigInt(Math.round(x * 1e6));
+
+/** Positions computed from fills with exact micro-unit sums. */
+export function sumFills(fills: readonly Fill[]): Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }> {
+  const sums = new Map<number, { shares: Map<string, bigint>; cash: bigint; fills: number }>();
+  for (const f of fills) {
+    const account = sums.get(f.taxpayer_id) ?? { shares: new Map<string, bigint>(), cash: 0n, fills: 0 };
+    account.shares.set(f.symbol, (account.shares.get(f.symbol) ?? 0n) + micros(f.delta_shares_position));
+    account.cash += micros(f.delta_cash_position);
+    account.fills++;
+    sums.set(f.taxpayer_id, account);
+  }
+  return sums;
+}
+
+export function expectPositionsEqualFills(positions: Map<number, Position>, fills: readonly Fill[]): void {
+  const sums = sumFills(fills);
+  expect(positions.size).toBe(sums.size);
+  for (const [taxpayer, sum] of sums) {
+    const position = positions.get(taxpayer)!;
+    expect(position.fills, `fills of ${taxpayer}`).toBe(sum.fills);
+    expect(micros(position.cash), `cash of ${taxpayer}`).toBe(sum.cash);
+    for (const [symbol, shares] of sum.shares) expect(micros(position.shares[symbol] ?? 0), `${symbol} of ${taxpayer}`).toBe(shares);
+  }
+}
+
+export function expectExactlyOnce(fills: readonly Fill[], expected: ReadonlySet<string>): void {
+  const seen = new Map<string, Fill[]>();
+  for (const f of fills) seen.set(f.component_order_id, [...(seen.get(f.component_order_id) ?? []), f]);
+  const twice = [...seen.values()].filter((list) => list.length > 1);
+  const missing = [...expected].filter((id) => !seen.has(id));
+  expect({ duplicated: twice.length, missing: missing.length, sample: twice.slice(0, 2) }).toEqual({ duplicated: 0, missing: 0, sample: [] });
+  expect(fills.length).toBe(expected.size);
+  expect(new Set(fills.map((f) => f.fill_id)).size).toBe(expected.size);
+  const components = new Set(fills.map((f) => f.component_order_id));
+  expect(components.size).toBe(expected.size);
+  for (const id of expected) expect(components.has(id), id).toBe(true);
+}

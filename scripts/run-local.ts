@@ -1,84 +1,138 @@
 /**
- * Runs the pipeline's services, a live tick feed and a live order feed against the broker and InfluxDB named by
- * KAFKA_BROKERS / INFLUX_URL, with a one-line status per service, until Ctrl-C; then stops the feed
- * and the services it started (SIGTERM, by their pids). scripts/run-local.sh wraps this with a
- * local broker and InfluxDB.
+ * Runs the pipeline's services, a live tick feed and a live order feed against the broker and
+ * InfluxDB named by KAFKA_BROKERS / INFLUX_URL, all started at once, and keeps them running: a
+ * process that exits unasked is started again with a backoff. Shows one status block (redrawn in
+ * place on a terminal, printed every few seconds otherwise) until Ctrl-C, then stops what it
+ * started (SIGTERM, by pid). scripts/run-local.sh wraps this with a local broker and InfluxDB.
+ *   --tick-rate N      ticks a second (2000)
+ *   --order-rate N     portfolio orders a second (200)
+ *   --order-count N    stop the order feed after N orders (default: no end)
+ *   --log-dir DIR      service and feed logs (.local/logs)
  */
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { MetricsSnapshot } from '@tradeflow/shared';
-import { spawn } from 'node:child_process';
-import { REPO, sleep, startService, type ServiceProcess } from './lib/processes.ts';
-import { statusLine } from './lib/status.ts';
+import { freePort, REPO, sleep } from './lib/processes.ts';
+import { statusBlock } from './lib/status.ts';
+import { Supervisor, type Supervised } from './lib/supervisor.ts';
 
 const { values } = parseArgs({
   options: {
     'tick-rate': { type: 'string', default: '2000' },
     'order-rate': { type: 'string', default: '200' },
+    'order-count': { type: 'string' },
     'log-dir': { type: 'string', default: `${REPO}/.local/logs` },
   },
 });
-const tickRate = Number(values['tick-rate']);
-const orderRate = Number(values['order-rate']);
+const positive = (name: string, value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) {
+    process.stderr.write(`run-local: --${name} must be a positive whole number, got ${value}\n`);
+    process.exit(2);
+  }
+  return n;
+};
+const tickRate = positive('tick-rate', values['tick-rate'])!;
+const orderRate = positive('order-rate', values['order-rate'])!;
+const orderCount = positive('order-count', values['order-count']);
 const logDir = String(values['log-dir']);
 mkdirSync(logDir, { recursive: true });
 
 const SERVICES = ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher'] as const;
 const env: Record<string, string> = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+const tty = process.stdout.isTTY === true;
 
-const services: ServiceProcess[] = [];
+/** On a terminal, events go into the block (redrawn); otherwise they are printed as they happen. */
+const events: string[] = [];
+const say = (line: string) => {
+  const stamped = `${new Date().toISOString().slice(11, 19)} ${line}`;
+  if (tty) {
+    events.push(stamped);
+    if (events.length > 5) events.shift();
+  } else process.stdout.write(`${stamped}\n`);
+};
+const supervisor = new Supervisor(say);
+
 let stopping = false;
-const feeds: ReturnType<typeof spawn>[] = [];
-
 async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
   process.stdout.write('\nstopping the feeds and the services...\n');
-  for (const feed of feeds) feed.kill('SIGTERM');
-  const results = await Promise.all(services.map(async (s) => ({ name: s.name, ...(await s.stop('SIGTERM')) })));
-  for (const r of results) process.stdout.write(`${r.name}: exited with ${r.code ?? r.signal} after ${r.ms} ms\n`);
+  for (const { name, exit } of await supervisor.stopAll()) {
+    process.stdout.write(`${name}: ${exit === undefined ? 'not running' : `exited with ${exit.signal ?? exit.code}`}\n`);
+  }
   process.exit(0);
 }
 process.on('SIGINT', () => void shutdown());
 process.on('SIGTERM', () => void shutdown());
 
+// Everything at once, as a machine that boots starts it: the services wait for the broker and
+// InfluxDB themselves.
+const node = process.execPath;
 for (const name of SERVICES) {
-  process.stdout.write(`starting ${name} (log: ${logDir}/${name}.log)\n`);
-  services.push(await startService(name, { env, logFile: `${logDir}/${name}.log` }));
+  const metricsPort = await freePort();
+  supervisor.start({
+    name,
+    argv: [node, `${REPO}/services/${name}/src/main.ts`],
+    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1' },
+    logFile: `${logDir}/${name}.log`,
+    metricsPort,
+    restartOn: () => true,
+  });
 }
+const feed = (script: string, args: readonly string[]) => [node, `${REPO}/scripts/${script}.ts`, ...args];
+supervisor.start({
+  name: 'queue-ticks',
+  argv: feed('queue-ticks', ['--count', '1000000000', '--rate', String(tickRate)]),
+  env,
+  logFile: `${logDir}/queue-ticks.log`,
+  restartOn: (code) => code !== 0,
+});
+const orderArgs = (seed: number) => ['--count', String(orderCount ?? 1_000_000_000), '--rate', String(orderRate), '--seed', String(seed)];
+supervisor.start({
+  name: 'queue-orders',
+  argv: feed('queue-orders', orderArgs(Date.now() % 100_000)),
+  env,
+  logFile: `${logDir}/queue-orders.log`,
+  // A counted feed started again would send its orders twice: it is left as it ended.
+  restartOn: (code) => code !== 0 && orderCount === undefined,
+  argvForRestart: (restart) => feed('queue-orders', orderArgs((Date.now() + restart) % 100_000)),
+});
 
-function startFeed(script: string, args: string[]): void {
-  const log = createWriteStream(`${logDir}/${script}.log`, { flags: 'a' });
-  const child = spawn(process.execPath, [`${REPO}/scripts/${script}.ts`, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.pipe(log);
-  feeds.push(child);
-}
-process.stdout.write(`starting the feeds: ${tickRate} ticks/s and ${orderRate} portfolio orders/s (logs: ${logDir}/queue-*.log)\n`);
-startFeed('queue-ticks', ['--count', '1000000000', '--rate', String(tickRate)]);
-await sleep(2_000);
-startFeed('queue-orders', ['--count', '1000000000', '--rate', String(orderRate), '--seed', String(Date.now() % 100_000)]);
+const header = [
+  `tradeflow, local run: Kafka ${env['KAFKA_BROKERS'] ?? '127.0.0.1:9092'}, InfluxDB ${env['INFLUX_URL'] ?? 'http://127.0.0.1:8086'} (database ${env['INFLUX_DB'] ?? 'tradeflow'})`,
+  `feeds: ${tickRate.toLocaleString('en-US')} ticks/s, ${orderRate.toLocaleString('en-US')} orders/s${orderCount === undefined ? '' : ` until ${orderCount.toLocaleString('en-US')} orders`}; logs in ${logDir}; Ctrl-C stops everything`,
+];
+if (!tty) process.stdout.write(`${header.join('\n')}\n`);
 
-const tty = process.stdout.isTTY;
 let previous = new Map<string, MetricsSnapshot>();
 let lastAt = Date.now();
-process.stdout.write('press Ctrl-C to stop\n');
+let drawnLines = 0;
+let lastPrinted = 0;
 while (!stopping) {
   await sleep(1_000);
   const now = Date.now();
-  const lines: string[] = [];
   const current = new Map<string, MetricsSnapshot>();
-  for (const service of services) {
-    try {
-      const m = await service.metrics();
-      current.set(service.name, m);
-      lines.push(statusLine(m, previous.get(service.name), (now - lastAt) / 1000));
-    } catch {
-      lines.push(`${service.name.padEnd(18)}  not answering (see ${logDir}/${service.name}.log)`);
-    }
-  }
+  await Promise.all(
+    supervisor.processes.map(async (p: Supervised) => {
+      const m = await p.metrics();
+      if (m !== undefined) current.set(p.definition.name, m);
+    }),
+  );
   if (stopping) break;
-  if (tty) process.stdout.write(`\x1b[${lines.length}A\x1b[0J`.repeat(previous.size > 0 ? 1 : 0) + lines.join('\n') + '\n');
-  else process.stdout.write(lines.join('\n') + '\n');
+  const block = statusBlock(supervisor.processes, current, previous, (now - lastAt) / 1000, new Date(now));
+  if (tty) {
+    // Lines no wider than the terminal: a wrapped line would throw the redraw off.
+    const width = Math.max(40, (process.stdout.columns ?? 200) - 1);
+    const lines = [...header, '', ...block, '', ...events].map((line) => line.slice(0, width));
+    // Back to the top of the last block, clear to the end of the screen, draw the new one.
+    process.stdout.write(`${drawnLines > 0 ? `\x1b[${drawnLines}A\r\x1b[0J` : ''}${lines.join('\n')}\n`);
+    drawnLines = lines.length;
+  } else if (now - lastPrinted >= 5_000) {
+    process.stdout.write(`${block.join('\n')}\n\n`);
+    lastPrinted = now;
+  }
   previous = current;
   lastAt = now;
 }

@@ -1,6 +1,6 @@
 /**
  * The sending half of every seed script: creates missing topics, produces a stream of messages at
- * a given rate (0 = as fast as possible), retries while a partition leader is not yet available,
+ * a given rate (0 = as fast as possible), waits while the broker is not ready (retrying with backoff),
  * shows progress and ends with a summary. --dry-run prints the messages instead.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
@@ -12,8 +12,12 @@ import {
   kafkaEnv,
   parseEnv,
   topicDefinitions,
+  untilSuccess,
   type Producer,
 } from '@tradeflow/shared';
+
+/** While the broker starts (or restarts), the feed waits: each kind of failure is logged once. */
+const RETRY = { maxBackoffMs: 5_000 };
 
 export interface FeedMessage {
   readonly key: string | null;
@@ -109,20 +113,15 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   const logger = createLogger(options.name, process.env['LOG_LEVEL'] ?? 'warn');
   const kafka = createKafka({ ...parseEnv(kafkaEnv), KAFKA_BROKERS: [...options.brokers] }, options.name, logger);
   const definitions = topicDefinitions(options.partitions);
-  await withRetries(log, 'creating topics', () =>
-    ensureTopics(
-      kafka,
-      definitions.some((d) => d.name === options.topic)
-        ? definitions
-        : [...definitions, { ...definitions[0]!, name: options.topic as never, description: 'custom topic' }],
-      logger,
-    ),
-  );
+  const topics = definitions.some((d) => d.name === options.topic)
+    ? definitions
+    : [...definitions, { ...definitions[0]!, name: options.topic as never, description: 'custom topic' }];
+  await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topics, logger), RETRY);
   // Idempotent: a request that reaches some partitions and is retried (kafkajs retries the whole
   // request, e.g. while a new topic's partitions are still electing leaders) must not write those
   // partitions twice: seeded orders would otherwise be duplicated.
   const producer: Producer = kafka.producer({ createPartitioner: defaultPartitioner, allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
-  await withRetries(log, 'connecting the producer', () => producer.connect());
+  await untilSuccess('connecting the producer', logger, () => producer.connect(), RETRY);
 
   const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 2_000;
   let sent = 0;
@@ -131,7 +130,7 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   const flush = async () => {
     if (chunk.length === 0) return;
     const messages = chunk.map((m) => ({ key: m.key, value: m.value }));
-    await withRetries(log, 'sending', () => producer.send({ topic: options.topic, acks: -1, messages }));
+    await untilSuccess('sending', logger, () => producer.send({ topic: options.topic, acks: -1, messages }), RETRY);
     sent += chunk.length;
     chunk = [];
     const now = performance.now();
@@ -155,19 +154,4 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   }
   const elapsedSeconds = (performance.now() - started) / 1000;
   return { sent, elapsedSeconds, ratePerSecond: sent / elapsedSeconds };
-}
-
-/** Retries leader-not-available and similar start-up errors for up to about a minute. */
-async function withRetries<T>(log: (line: string) => void, what: string, attempt: () => Promise<T>): Promise<T> {
-  let backoff = 200;
-  for (let failures = 1; ; failures++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (failures >= 12) throw error;
-      log(`${what} failed (${(error as Error).message}); retrying in ${backoff} ms`);
-      await sleep(backoff);
-      backoff = Math.min(5_000, backoff * 2);
-    }
-  }
 }

@@ -1,0 +1,149 @@
+/**
+ * ./scripts/run-local.sh as a user starts it, on a cold, never-used broker and InfluxDB of its own:
+ * it starts the broker, InfluxDB, the four services and both feeds, the services all at the same
+ * moment while the new broker's coordinators are still loading. Five times in a row every order is
+ * filled exactly once; a service SIGKILLed under it comes back; Ctrl-C stops everything it started.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, PortfolioOrder, TOPICS, type Kafka } from '@tradeflow/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
+import { freePort, REPO, sleep, waitFor } from '../../scripts/lib/processes.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll } from './order-checks.ts';
+
+interface RunLocal {
+  readonly child: ChildProcess;
+  readonly kafka: Kafka;
+  readonly ports: { kafka: number; influx: number };
+  output(): string;
+  readonly exited: Promise<number | null>;
+  /** Ctrl-C: SIGINT to its process group, as a terminal sends it. */
+  interrupt(): Promise<number | null>;
+}
+
+const running = new Set<RunLocal>();
+const dirs: string[] = [];
+
+afterEach(async () => {
+  for (const run of running) {
+    if (run.child.exitCode === null) await run.interrupt();
+  }
+  running.clear();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
+  const ports = { kafka: await freePort(), controller: await freePort(), influx: await freePort(), rpc: await freePort() };
+  const dir = mkdtempSync(join(tmpdir(), 'tradeflow-run-local-'));
+  dirs.push(dir);
+  // A user's shell: nothing points at a broker or InfluxDB, so run-local.sh starts its own.
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !/^(KAFKA_|INFLUX_)/.test(key)) env[key] = value;
+  Object.assign(env, {
+    KAFKA_PORT: String(ports.kafka),
+    KAFKA_CONTROLLER_PORT: String(ports.controller),
+    INFLUX_PORT: String(ports.influx),
+    INFLUX_RPC_PORT: String(ports.rpc),
+    TMPDIR: dir,
+  });
+  const child = spawn('bash', [join(REPO, 'scripts/run-local.sh'), ...args, '--log-dir', join(dir, 'logs')], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const kafka = createKafka(parseEnv(kafkaEnv, { KAFKA_BROKERS: `127.0.0.1:${ports.kafka}` }), 'run-local-test', createLogger('run-local-test', 'fatal'));
+  const run: RunLocal = {
+    child,
+    kafka,
+    ports,
+    output: () => output,
+    exited,
+    interrupt: async () => {
+      process.kill(-child.pid!, 'SIGINT');
+      return exited;
+    },
+  };
+  running.add(run);
+  return run;
+}
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+
+/** Waits for the counted order feed to end, then for a fill of each of its component orders. */
+async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Promise<void> {
+  await waitFor('the order feed to finish', async () => (/queue-orders exited \(code 0\)/.test(run.output()) ? true : undefined), 300_000, 500);
+  const orders = (await readAll(run.kafka, TOPICS.orders)).map((r) => decodeMessage(PortfolioOrder, r.value));
+  expect(orders.length).toBe(orderCount);
+  const expected = new Set<string>();
+  for (const order of orders) if (order.ok) for (const component of splitPortfolioOrder(order.value)) expected.add(component.component_order_id);
+  const fills = await waitFor(
+    'a fill for every component order',
+    async () => {
+      const all = (await readAll(run.kafka, TOPICS.fills)).flatMap((r) => {
+        const fill = decodeMessage(Fill, r.value);
+        return fill.ok ? [fill.value] : [];
+      });
+      return all.length >= expected.size ? all : undefined;
+    },
+    300_000,
+    2_000,
+  ).catch((error: unknown) => {
+    throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
+  });
+  await sleep(2_000);
+  const settled = (await readAll(run.kafka, TOPICS.fills)).flatMap((r) => {
+    const fill = decodeMessage(Fill, r.value);
+    return fill.ok ? [fill.value] : [];
+  });
+  expect(settled.length).toBe(fills.length);
+  expectExactlyOnce(settled, expected);
+  const positions = await waitFor('positions to account for every fill', async () => {
+    const latest = await latestPositionsOfAll(run.kafka);
+    return [...latest.values()].reduce((n, p) => n + p.fills, 0) >= settled.length ? latest : undefined;
+  }, 120_000, 2_000);
+  expectPositionsEqualFills(positions, settled);
+}
+
+async function expectStoppedCleanly(run: RunLocal): Promise<void> {
+  expect(await run.interrupt()).toBe(0);
+  for (const service of ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher']) expect(run.output()).toContain(`${service}: exited with 0`);
+  expect(run.output()).toContain('[kafka] stopped');
+  expect(run.output()).toContain('[influx] stopped');
+  expect(await portOpen(run.ports.kafka)).toBe(false);
+  expect(await portOpen(run.ports.influx)).toBe(false);
+}
+
+describe('./scripts/run-local.sh on a cold machine', () => {
+  it.each([1, 2, 3, 4, 5])('cold start %i of 5: a never-used broker, every service at once, every order filled exactly once', async () => {
+    const run = await startRunLocal(['--order-count', '300', '--order-rate', '100', '--tick-rate', '300']);
+    await expectEveryOrderFilledOnce(run, 300);
+    // Nothing had to be restarted: the services waited for the broker instead of dying.
+    expect(run.output()).not.toContain('exited unasked');
+    await expectStoppedCleanly(run);
+  });
+
+  it('a service SIGKILLed under run-local is started again, its restart shown, and no order is lost or filled twice', async () => {
+    const run = await startRunLocal(['--order-count', '1500', '--order-rate', '100', '--tick-rate', '300']);
+    const started = await waitFor('order-matcher to run', async () => /order-matcher started \(pid (\d+)\)/.exec(run.output())?.[1], 120_000, 200);
+    await waitFor('the first fills', async () => ((await readAll(run.kafka, TOPICS.fills).catch(() => [])).length > 100 ? true : undefined), 120_000, 1_000);
+    process.kill(Number(started), 'SIGKILL');
+    await waitFor('the restart', async () => (/order-matcher exited unasked \(SIGKILL\); starting it again in 1 s/.test(run.output()) ? true : undefined), 60_000, 200);
+    const again = await waitFor('order-matcher to run again', async () => [...run.output().matchAll(/order-matcher started \(pid (\d+)\)/g)][1]?.[1], 60_000, 200);
+    expect(again).not.toBe(started);
+    await waitFor('the status line to show the restart', async () => (/order-matcher +up \S+ pid \d+ +restarts +1 +last exit SIGKILL/.test(run.output()) ? true : undefined), 60_000, 500);
+    await expectEveryOrderFilledOnce(run, 1500);
+    await expectStoppedCleanly(run);
+  });
+});

@@ -4,7 +4,7 @@
  * runner.ts only.
  */
 import { randomUUID } from 'node:crypto';
-import { AssignerProtocol, Kafka, logLevel, Partitioners, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
+import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTypes, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
 import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
@@ -71,6 +71,8 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
           message.startsWith('Crash: ') ||
           message.startsWith('Restarting the consumer');
         let name = expected ? 'debug' : (levelNames[level] ?? 'info');
+        // kafkajs retries these itself (a new topic's leaders are being elected, say).
+        if (name === 'error' && message.startsWith('Failed to send messages')) name = 'warn';
         if (name === 'error' || name === 'warn') {
           const key = `${namespace}:${message.replace(/\d+/g, '#')}`;
           const now = Date.now();
@@ -248,4 +250,87 @@ export async function readPartitionsToEnd(
     await consumer.disconnect();
   }
   return result;
+}
+
+export interface TopicOverview {
+  readonly name: string;
+  /** Per partition, in partition order: the first and the next offset (the end). */
+  readonly partitions: readonly { readonly partition: number; readonly low: bigint; readonly high: bigint }[];
+  readonly cleanupPolicy: string;
+}
+
+export interface GroupOverview {
+  readonly groupId: string;
+  readonly state: string;
+  readonly members: number;
+  /** Per topic it has offsets on: committed offset and lag per partition (lag = end − committed). */
+  readonly topics: readonly { readonly topic: string; readonly partitions: readonly { readonly partition: number; readonly committed: bigint | undefined; readonly lag: bigint }[] }[];
+}
+
+/** ConfigResourceTypes.TOPIC: the enum is not among kafkajs's named exports under ESM. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/** Topics (internal ones left out), their partitions' offsets and cleanup policy, sorted by name. */
+export async function describeTopics(kafka: Kafka): Promise<TopicOverview[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const names = (await admin.listTopics()).filter((name) => !name.startsWith('__')).sort();
+    if (names.length === 0) return [];
+    const configs = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: names.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['cleanup.policy'] })),
+    });
+    const policy = new Map(configs.resources.map((r) => [r.resourceName, r.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? '?']));
+    return await Promise.all(
+      names.map(async (name) => ({
+        name,
+        partitions: (await admin.fetchTopicOffsets(name)).map((p) => ({ partition: p.partition, low: BigInt(p.low), high: BigInt(p.high) })).sort((a, b) => a.partition - b.partition),
+        cleanupPolicy: policy.get(name) ?? '?',
+      })),
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Consumer groups with their state, members and lag on each topic they committed offsets on. */
+export async function describeGroups(kafka: Kafka): Promise<GroupOverview[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ids = (await admin.listGroups()).groups.map((g) => g.groupId).sort();
+    if (ids.length === 0) return [];
+    const described = new Map((await admin.describeGroups(ids)).groups.map((g) => [g.groupId, g]));
+    const ends = new Map<string, Map<number, bigint>>();
+    const endOf = async (topic: string) => {
+      let found = ends.get(topic);
+      if (found === undefined) ends.set(topic, (found = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]))));
+      return found;
+    };
+    const groups: GroupOverview[] = [];
+    for (const groupId of ids) {
+      const offsets = await admin.fetchOffsets({ groupId });
+      const topics = [];
+      for (const { topic, partitions } of offsets) {
+        if (partitions.every((p) => p.offset === '-1')) continue;
+        const end = await endOf(topic);
+        topics.push({
+          topic,
+          partitions: partitions
+            .map((p) => {
+              const committed = p.offset === '-1' ? undefined : BigInt(p.offset);
+              const high = end.get(p.partition) ?? 0n;
+              return { partition: p.partition, committed, lag: committed === undefined ? high : high > committed ? high - committed : 0n };
+            })
+            .sort((a, b) => a.partition - b.partition),
+        });
+      }
+      const group = described.get(groupId);
+      groups.push({ groupId, state: group?.state ?? '?', members: group?.members.length ?? 0, topics: topics.sort((a, b) => a.topic.localeCompare(b.topic)) });
+    }
+    return groups;
+  } finally {
+    await admin.disconnect();
+  }
 }

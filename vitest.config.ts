@@ -7,6 +7,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'scripts/**/*.test.ts', 'test/checks/**/*.test.ts'],
+          // Sized for a machine busy with other work: a test that needs 1 s alone may need 20 then.
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
         },
       },
       {

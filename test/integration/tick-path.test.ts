@@ -141,7 +141,7 @@ describe('tick path', () => {
     expect(said('write (nothing is committed until it succeeds) succeeded after retrying')).toBeGreaterThanOrEqual(1);
   });
 
-  it('SIGTERM to each service mid-stream: it exits 0 within 10 s, and a restarted one goes on without loss or duplicates', async () => {
+  it('SIGTERM to each service mid-stream: it exits 0 within its shutdown budget, and a restarted one goes on without loss or duplicates', async () => {
     const database = uniqueName('sigterm');
     const influx = await influxDatabase(database);
     const group = uniqueName('it');
@@ -155,14 +155,13 @@ describe('tick path', () => {
 
     await waitFor('the deserializer to be mid-stream', async () => ((await deserializer.metrics()).consumed > 2_000 ? true : undefined));
     const deserializerExit = await deserializer.stop('SIGTERM');
+    // 0 only if it committed and exited within its shutdown budget (9 s; else it exits 1).
     expect(deserializerExit.code, deserializer.output()).toBe(0);
-    expect(deserializerExit.ms).toBeLessThan(10_000);
     deserializer = await startService('tick-deserializer', deserializerEnv);
 
     await waitFor('the writer to be mid-stream', async () => ((await writer.metrics()).written > 8_000 ? true : undefined));
     const writerExit = await writer.stop('SIGTERM');
     expect(writerExit.code, writer.output()).toBe(0);
-    expect(writerExit.ms).toBeLessThan(10_000);
     writer = await startService('influx-writer', writerEnv);
 
     await feed;

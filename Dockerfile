@@ -11,6 +11,7 @@ COPY services/tick-deserializer/package.json services/tick-deserializer/
 COPY services/influx-writer/package.json services/influx-writer/
 COPY services/order-matcher/package.json services/order-matcher/
 COPY services/fill-publisher/package.json services/fill-publisher/
+COPY services/portfolio/package.json services/portfolio/
 RUN pnpm install --frozen-lockfile --prod --ignore-scripts
 
 FROM node:24.21.0-bookworm-slim
@@ -20,6 +21,8 @@ COPY --from=deps /app /app
 COPY packages packages
 COPY services services
 COPY scripts scripts
+# The portfolio service's store (a volume in docker-compose), writable by the service's user.
+RUN mkdir -p /var/lib/tradeflow && chown node:node /var/lib/tradeflow
 USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + (process.env.METRICS_PORT || 9100) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"

@@ -39,8 +39,9 @@ const orderCount = positive('order-count', values['order-count']);
 const logDir = String(values['log-dir']);
 mkdirSync(logDir, { recursive: true });
 
-const SERVICES = ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher'] as const;
+const SERVICES = ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio'] as const;
 const env: Record<string, string> = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+const portfolioPort = env['PORTFOLIO_PORT'] ?? '8090';
 const tty = process.stdout.isTTY === true;
 
 /** On a terminal, events go into the block (redrawn); otherwise they are printed as they happen. */
@@ -75,7 +76,7 @@ for (const name of SERVICES) {
   supervisor.start({
     name,
     argv: [node, `${REPO}/services/${name}/src/main.ts`],
-    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1' },
+    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1', PORTFOLIO_PORT: portfolioPort },
     logFile: `${logDir}/${name}.log`,
     metricsPort,
     restartOn: () => true,
@@ -102,6 +103,7 @@ supervisor.start({
 
 const header = [
   `tradeflow, local run: Kafka ${env['KAFKA_BROKERS'] ?? '127.0.0.1:9092'}, InfluxDB ${env['INFLUX_URL'] ?? 'http://127.0.0.1:8086'} (database ${env['INFLUX_DB'] ?? 'tradeflow'})`,
+  `portfolio page and API: http://127.0.0.1:${portfolioPort}/ (/accounts/{taxpayer_id}, /fills, /events)`,
   `feeds: ${tickRate.toLocaleString('en-US')} ticks/s, ${orderRate.toLocaleString('en-US')} orders/s${orderCount === undefined ? '' : ` until ${orderCount.toLocaleString('en-US')} orders`}; logs in ${logDir}; Ctrl-C stops everything`,
 ];
 if (!tty) process.stdout.write(`${header.join('\n')}\n`);

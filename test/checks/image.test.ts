@@ -91,6 +91,7 @@ describe('the image built from the Dockerfile', () => {
       'services/fill-publisher/src/main.ts',
       'services/influx-writer/src/main.ts',
       'services/order-matcher/src/main.ts',
+      'services/portfolio/src/main.ts',
       'services/tick-deserializer/src/main.ts',
     ]);
     for (const program of programs) {

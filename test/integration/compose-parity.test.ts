@@ -89,8 +89,8 @@ describe('docker-compose.yml, run as compose runs it', () => {
     await stack.down();
   });
 
-  it('the whole stack with a live feed: every Grafana panel returns rows, every order is filled once, positions equal fills, Kafka keeps its data in its volume', async () => {
-    const ports = { KAFKA_HOST_PORT: await freePort(), INFLUX_HOST_PORT: await freePort(), GRAFANA_HOST_PORT: await freePort(), KAFKA_UI_HOST_PORT: await freePort() };
+  it('the whole stack with a live feed: every Grafana panel returns rows, every order is filled once, positions equal fills and the portfolio service shows them, Kafka keeps its data in its volume', async () => {
+    const ports = { KAFKA_HOST_PORT: await freePort(), INFLUX_HOST_PORT: await freePort(), GRAFANA_HOST_PORT: await freePort(), KAFKA_UI_HOST_PORT: await freePort(), PORTFOLIO_HOST_PORT: await freePort() };
     // Passwords with what .env files and the images make hard: $, #, spaces, quotes, a backtick.
     const secrets = { INFLUX_PASSWORD: 'pa$s #w0rd "x" `y` z', INFLUX_ADMIN_PASSWORD: 'adm$n#pw`"1', GRAFANA_ADMIN_PASSWORD: "gr$f #a'na \\ x" };
     const file = envFile('stack.env', { ...secrets, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), SEED_TICK_RATE: '400', SEED_ORDER_RATE: '40' });
@@ -177,6 +177,14 @@ describe('docker-compose.yml, run as compose runs it', () => {
       2_000,
     );
     expectPositionsEqualFills(positions, fills);
+    // The portfolio service, through its published port, answers for every account as positions say.
+    await waitFor('the portfolio service to show every account', async () => {
+      for (const [taxpayer, position] of positions) {
+        const res = await fetch(`http://127.0.0.1:${ports.PORTFOLIO_HOST_PORT}/accounts/${taxpayer}`, { signal: AbortSignal.timeout(10_000) });
+        if (res.status !== 200 || ((await res.json()) as { fills: number }).fills !== position.fills) return undefined;
+      }
+      return true;
+    }, 120_000, 2_000);
     expect(stack.unexpectedExits()).toEqual([]);
     await stack.stop('queue-ticks');
 

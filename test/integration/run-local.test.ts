@@ -44,6 +44,8 @@ async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !/^(KAFKA_|INFLUX_)/.test(key)) env[key] = value;
   Object.assign(env, {
+    PORTFOLIO_PORT: String(await freePort()),
+    PORTFOLIO_STORE_DIR: join(dir, 'portfolio'),
     KAFKA_PORT: String(ports.kafka),
     KAFKA_CONTROLLER_PORT: String(ports.controller),
     INFLUX_PORT: String(ports.influx),
@@ -118,7 +120,7 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
 
 async function expectStoppedCleanly(run: RunLocal): Promise<void> {
   expect(await run.interrupt()).toBe(0);
-  for (const service of ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher']) expect(run.output()).toContain(`${service}: exited with 0`);
+  for (const service of ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio']) expect(run.output()).toContain(`${service}: exited with 0`);
   expect(run.output()).toContain('[kafka] stopped');
   expect(run.output()).toContain('[influx] stopped');
   expect(await portOpen(run.ports.kafka)).toBe(false);

@@ -11,3 +11,4 @@ export * from './dlq.ts';
 export * from './retry.ts';
 export * from './service.ts';
 export * from './money.ts';
+export * from './view.ts';

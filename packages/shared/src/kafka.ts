@@ -4,7 +4,7 @@
  * runner.ts only.
  */
 import { randomUUID } from 'node:crypto';
-import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTypes, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
+import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTypes, type Consumer, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
 import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
@@ -145,9 +145,10 @@ function announcedSlots(memberMetadata: Buffer): number | undefined {
  * co-partitioned topics are joined in one member (partition p of each lands together, like Kafka
  * Streams' tasks), and each slot's work is committed by one transactional producer whose id names
  * the slot: a new owner of the slot fences the old one. Members must agree on the slot count; the
- * leader gives nothing to a member that announced another one (and says so in the log).
+ * leader gives nothing to a member that announced another one (and says so in the log). `announce`
+ * goes into this member's metadata too, for the other members to read (see groupMembers).
  */
-export function slotAssigner(slots: number, logger: Logger): PartitionAssigner {
+export function slotAssigner(slots: number, logger: Logger, announce: Record<string, unknown> = {}): PartitionAssigner {
   const name = 'TradeflowSlotAssigner';
   return ({ cluster }) => ({
     name,
@@ -176,7 +177,7 @@ export function slotAssigner(slots: number, logger: Logger): PartitionAssigner {
       }));
     },
     protocol({ topics }) {
-      return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.from(JSON.stringify({ slots })) }) };
+      return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.from(JSON.stringify({ ...announce, slots })) }) };
     },
   });
 }
@@ -333,4 +334,28 @@ export async function describeGroups(kafka: Kafka): Promise<GroupOverview[]> {
   } finally {
     await admin.disconnect();
   }
+}
+
+export interface GroupMember {
+  readonly memberId: string;
+  /** What the member announced in its metadata (see slotAssigner's `announce`). */
+  readonly announced: Record<string, unknown>;
+  /** Its partitions per topic. */
+  readonly assignment: Record<string, number[]>;
+}
+
+/** The members of a consumer's group with what they announced and what they were assigned. */
+export async function groupMembers(consumer: Consumer): Promise<GroupMember[]> {
+  const { members } = await consumer.describeGroup();
+  return members.map(({ memberId, memberMetadata, memberAssignment }) => {
+    let announced: Record<string, unknown> = {};
+    try {
+      const userData = AssignerProtocol.MemberMetadata.decode(memberMetadata)?.userData;
+      if (userData !== undefined && userData.length > 0) announced = JSON.parse(userData.toString()) as Record<string, unknown>;
+    } catch {
+      announced = {};
+    }
+    const assignment = memberAssignment.length === 0 ? {} : (AssignerProtocol.MemberAssignment.decode(memberAssignment)?.assignment ?? {});
+    return { memberId, announced, assignment };
+  });
 }

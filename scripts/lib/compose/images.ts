@@ -157,7 +157,9 @@ function projectImage(context: ContainerContext): Emulation {
   const command = service.command ?? (service.entrypoint === undefined ? stage.cmd : []);
   const argv = [...entrypoint, ...command].map((arg, i) => (i === 0 && arg === 'node' ? toolchain.node : arg));
   const nodeDir = dirname(toolchain.node);
-  const env = { PATH: `${nodeDir}:${BASE_PATH}`, HOME: join(context.root, 'home'), HOSTNAME: service.name, ...stage.env, ...service.environment };
+  const toHost = volumePaths(context);
+  const env: Record<string, string> = { PATH: `${nodeDir}:${BASE_PATH}`, HOME: join(context.root, 'home'), HOSTNAME: service.name, ...stage.env };
+  for (const [key, value] of Object.entries(service.environment)) env[key] = toHost(value);
   // The image's /app is this checkout (the Dockerfile copies its packages, services and scripts there).
   const cwd = stage.workdir === '/app' ? repo : stage.workdir;
   return {

@@ -1,0 +1,204 @@
+/**
+ * Materialized views of topics kept in a local store that checkpoints its own offsets (Kafka
+ * Streams' state stores with their changelog offsets): nothing is committed to Kafka; where to read
+ * from comes from the store.
+ * - runView: co-partitioned topics shared out by a consumer group (partition p of each topic to one
+ *   member, like a task), each member announcing an address so any member can tell which one holds
+ *   a partition (interactive queries).
+ * - runBroadcast: every partition of some topics in every process (e.g. the latest prices).
+ * On each assignment a partition starts where the store says, from the beginning (a compacted topic
+ * rebuilt), or a number of records before the end. Batches are applied in order per partition;
+ * the store's transaction carries the offsets after them.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Consumer, Kafka } from 'kafkajs';
+import { groupMembers, slotAssigner, type GroupMember } from './kafka.ts';
+import type { Logger } from './logger.ts';
+import type { ServiceMetrics } from './metrics.ts';
+import { RetryLog, untilSuccess } from './retry.ts';
+import type { ConsumedRecord, TopicPartition } from './runner.ts';
+
+/** Where to start reading a partition: the offset a store checkpointed, its beginning, or the last N records. */
+export type StartAt = bigint | 'beginning' | { readonly last: number };
+
+export interface ViewBatch {
+  readonly source: TopicPartition;
+  readonly records: readonly ConsumedRecord[];
+  /** The offset after the batch: what the store checkpoints. */
+  readonly next: bigint;
+  readonly highWatermark: bigint;
+}
+
+export interface ViewOptions {
+  readonly kafka: Kafka;
+  readonly logger: Logger;
+  readonly metrics: ServiceMetrics;
+  readonly topics: readonly string[];
+  readonly startAt: (source: TopicPartition) => StartAt;
+  /** Applies a batch (and checkpoints the offset after it); retried while it fails. */
+  readonly apply: (batch: ViewBatch) => Promise<void>;
+  readonly retryMaxMs?: number;
+  readonly fetchMaxWaitMs?: number;
+}
+
+export interface GroupViewOptions extends ViewOptions {
+  readonly groupId: string;
+  /** Partitions per topic (the topics' common count): partition p of every topic goes to one member. */
+  readonly partitions: number;
+  /** This member's address, announced to the group. */
+  readonly endpoint: string;
+  /** After each assignment: this member's partitions. */
+  readonly onAssignment?: (partitions: readonly number[]) => void;
+}
+
+export interface RunningView {
+  /** The address of the member that holds each partition, as of the last assignment. */
+  owners(): ReadonlyMap<number, string>;
+  /** Reads the group's members and assignment again (after a miss). */
+  refreshOwners(): Promise<void>;
+  /** How far behind each partition's end this member is (records). */
+  lag(topic: string, partition: number): bigint | undefined;
+  stop(): Promise<void>;
+}
+
+const key = (tp: TopicPartition) => `${tp.topic}:${tp.partition}`;
+
+async function resolveStart(kafka: Kafka, topic: string, partitions: readonly number[], startAt: ViewOptions['startAt']): Promise<Map<number, bigint>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const offsets = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, { low: BigInt(o.low), high: BigInt(o.high) }]));
+    const starts = new Map<number, bigint>();
+    for (const partition of partitions) {
+      const { low, high } = offsets.get(partition) ?? { low: 0n, high: 0n };
+      const at = startAt({ topic, partition });
+      const wanted = at === 'beginning' ? low : typeof at === 'bigint' ? at : high - BigInt(at.last);
+      starts.set(partition, wanted < low ? low : wanted > high ? high : wanted);
+    }
+    return starts;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The consume loop both views share: seeks each assigned partition where the view starts it. */
+async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assigned: TopicPartition[]) => void): Promise<Omit<RunningView, 'owners' | 'refreshOwners'>> {
+  const { kafka, logger, metrics } = options;
+  /** Per partition: the next offset to apply, once its start is known. */
+  const expected = new Map<string, Promise<bigint>>();
+  const lags = new Map<string, bigint>();
+  let stopping = false;
+  const applyLog = new RetryLog(logger, 'applying a batch to the store');
+
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
+    logger.info({ assigned: assigned.map(key) }, 'assigned partitions');
+    for (const k of [...expected.keys()]) if (!assigned.some((tp) => key(tp) === k)) expected.delete(k);
+    const byTopic = new Map<string, number[]>();
+    for (const tp of assigned) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    for (const [topic, partitions] of byTopic) {
+      const starts = untilSuccess(`finding where to read ${topic}`, logger, () => resolveStart(kafka, topic, partitions, options.startAt), options.retryMaxMs);
+      for (const partition of partitions) {
+        const start = starts.then((s) => s.get(partition)!);
+        expected.set(key({ topic, partition }), start);
+        void start.then((offset) => {
+          if (!stopping) consumer.seek({ topic, partition, offset: offset.toString() });
+          logger.info({ topic, partition, offset: offset.toString() }, 'reading from');
+        });
+      }
+    }
+    onJoin(assigned);
+  });
+
+  await untilSuccess('joining Kafka', logger, async () => {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...options.topics], fromBeginning: true });
+  }, options.retryMaxMs);
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: true,
+    partitionsConsumedConcurrently: 8,
+    eachBatch: async ({ batch, isStale, heartbeat }) => {
+      const source = { topic: batch.topic, partition: batch.partition };
+      const pending = expected.get(key(source));
+      if (pending === undefined || batch.isEmpty()) return;
+      const from = await pending;
+      if (isStale()) return;
+      const records: ConsumedRecord[] = [];
+      for (const m of batch.messages) {
+        if (BigInt(m.offset) < from) continue;
+        records.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp });
+      }
+      const next = BigInt(batch.lastOffset()) + 1n;
+      if (next <= from) return;
+      const highWatermark = BigInt(batch.highWatermark);
+      for (;;) {
+        if (stopping) return;
+        try {
+          await options.apply({ source, records, next, highWatermark });
+          applyLog.recovered();
+          break;
+        } catch (error) {
+          applyLog.failure(error, 1_000, source);
+          await sleep(1_000);
+          await heartbeat().catch(() => undefined);
+        }
+      }
+      if (expected.has(key(source))) expected.set(key(source), Promise.resolve(next));
+      metrics.consumed += records.length;
+      metrics.batches++;
+      const lag = highWatermark > next ? highWatermark - next : 0n;
+      lags.set(key(source), lag);
+      metrics.setLag(batch.topic, batch.partition, Number(lag));
+    },
+  });
+  return {
+    lag: (topic, partition) => lags.get(key({ topic, partition })),
+    stop: async () => {
+      stopping = true;
+      await consumer.disconnect();
+    },
+  };
+}
+
+/** Co-partitioned topics shared out by a group; see the file comment. */
+export async function runView(options: GroupViewOptions): Promise<RunningView> {
+  const { kafka, logger, groupId } = options;
+  const consumer = kafka.consumer({
+    groupId,
+    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 50,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+    retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
+    partitionAssigners: [slotAssigner(options.partitions, logger, { endpoint: options.endpoint })],
+  });
+  let owners = new Map<number, string>();
+  const refreshOwners = async () => {
+    const members: GroupMember[] = await groupMembers(consumer);
+    const next = new Map<number, string>();
+    for (const member of members) {
+      const endpoint = typeof member.announced['endpoint'] === 'string' ? member.announced['endpoint'] : undefined;
+      if (endpoint === undefined) continue;
+      for (const partition of member.assignment[options.topics[0]!] ?? []) next.set(partition, endpoint);
+    }
+    owners = next;
+  };
+  const view = await startView(options, consumer, (assigned) => {
+    options.onAssignment?.([...new Set(assigned.map((tp) => tp.partition))].sort((a, b) => a - b));
+    void untilSuccess('reading the group\'s members', logger, refreshOwners, options.retryMaxMs);
+  });
+  return { ...view, owners: () => owners, refreshOwners };
+}
+
+/** Every partition of some topics, in this process alone; see the file comment. */
+export async function runBroadcast(options: ViewOptions & { readonly name: string }): Promise<Omit<RunningView, 'owners' | 'refreshOwners'>> {
+  // A group of its own (one member), so it is assigned every partition; it commits nothing.
+  const consumer = options.kafka.consumer({
+    groupId: `${options.name}-${randomUUID()}`,
+    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 50,
+    retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
+  });
+  return startView(options, consumer, () => undefined);
+}

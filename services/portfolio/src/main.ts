@@ -1,0 +1,152 @@
+/**
+ * portfolio: each account's holdings at a glance, live.
+ *   positions + fills (co-partitioned by taxpayer_id, shared out by the group) ──▶ LMDB store
+ *   prices (every partition, in every instance) ──▶ LMDB store
+ *   HTTP: /accounts/{id}, /accounts/{id}/fills, /accounts/{id}/events (SSE), / (the page);
+ *   an account another instance holds is answered by forwarding to it.
+ * The store checkpoints the offsets it applied, so a restart reads on from there.
+ */
+import { hostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import {
+  connectService,
+  decodeMessage,
+  envInt,
+  Fill,
+  kafkaEnv,
+  parseEnv,
+  Position,
+  PriceTick,
+  runBroadcast,
+  runService,
+  runView,
+  serviceEnv,
+  TOPICS,
+  type RunningView,
+  type ViewBatch,
+} from '@tradeflow/shared';
+import { z } from 'zod';
+import { AccountEvents, answerFor, createPortfolioServer, type Ownership } from './http.ts';
+import { PortfolioStore } from './store.ts';
+
+const SERVICE_NAME = 'portfolio';
+
+/** An address other instances can reach this one at: the first non-loopback IPv4, else loopback. */
+function defaultAddress(host: string): string {
+  if (host !== '0.0.0.0' && host !== '::') return host;
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+runService(SERVICE_NAME, async (logger) => {
+  const env = parseEnv({
+    ...kafkaEnv,
+    ...serviceEnv,
+    GROUP_ID: z.string().min(1).default(SERVICE_NAME),
+    PORTFOLIO_PORT: envInt(1, 65_535).default(8090),
+    PORTFOLIO_HOST: z.string().default('127.0.0.1'),
+    /** How other instances reach this one (announced to the group); default: http://<address>:<port>. */
+    PORTFOLIO_ADVERTISED_URL: z.url({ error: 'must be a URL such as http://10.0.0.5:8090' }).optional(),
+    /** The store lives in a directory of its own under this one (per group, host and port). */
+    PORTFOLIO_STORE_DIR: z.string().min(1).default(join(process.cwd(), '.local', 'portfolio')),
+    PORTFOLIO_RECENT_FILLS: envInt(1, 1_000).default(50),
+    /** Without a checkpoint: how many of the last fills of a partition to read for recent fills. */
+    PORTFOLIO_FILLS_RESTORE: envInt(0, 100_000_000).default(100_000),
+    /** Without a checkpoint: how many of the last prices of a partition to read for the latest ones. */
+    PORTFOLIO_PRICES_RESTORE: envInt(0, 100_000_000).default(20_000),
+  });
+  const self = env.PORTFOLIO_ADVERTISED_URL?.replace(/\/$/, '') ?? `http://${defaultAddress(env.PORTFOLIO_HOST)}:${env.PORTFOLIO_PORT}`;
+  const storeDir = join(env.PORTFOLIO_STORE_DIR, `${env.GROUP_ID}-${hostname()}-${env.PORTFOLIO_PORT}`);
+  const store = PortfolioStore.open({ path: storeDir, recentFills: env.PORTFOLIO_RECENT_FILLS });
+  logger.info({ storeDir, accounts: store.accounts() }, 'store opened');
+
+  const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
+  const events = new AccountEvents();
+  const held = new Set<number>();
+
+  const decoded = <T>(batch: ViewBatch, decode: (bytes: Buffer | null) => { ok: true; value: T } | { ok: false; reason: string }): T[] => {
+    const out: T[] = [];
+    for (const record of batch.records) {
+      if (record.value === null) continue;
+      const result = decode(record.value);
+      if (result.ok) out.push(result.value);
+      else logger.warn({ ...batch.source, offset: record.offset, reason: result.reason }, 'skipped an unreadable record');
+    }
+    return out;
+  };
+  const startAt = (topic: string, partition: number, otherwise: 'beginning' | { last: number }) => store.offset(topic, partition) ?? otherwise;
+
+  const prices = await runBroadcast({
+    kafka,
+    logger: logger.child({ view: 'prices' }),
+    metrics,
+    name: `${env.GROUP_ID}-prices`,
+    topics: [TOPICS.prices],
+    retryMaxMs: runnerSettings.retryMaxMs,
+    startAt: ({ topic, partition }) => startAt(topic, partition, { last: env.PORTFOLIO_PRICES_RESTORE }),
+    apply: async (batch) => {
+      await store.apply({ prices: decoded(batch, (b) => decodeMessage(PriceTick, b)), offsets: [{ ...batch.source, next: batch.next }] });
+    },
+  });
+
+  let view: RunningView | undefined;
+  const ownership: Ownership = {
+    self,
+    partitions: env.TOPIC_PARTITIONS,
+    holds: (partition) => held.has(partition),
+    ownerOf: (partition) => view?.owners().get(partition),
+    refresh: async () => view?.refreshOwners(),
+    lag: (partition) => ({
+      positions: Number(view?.lag(TOPICS.positions, partition) ?? 0n),
+      fills: Number(view?.lag(TOPICS.fills, partition) ?? 0n),
+    }),
+  };
+  view = await runView({
+    kafka,
+    logger: logger.child({ view: 'accounts' }),
+    metrics,
+    groupId: env.GROUP_ID,
+    topics: [TOPICS.positions, TOPICS.fills],
+    partitions: env.TOPIC_PARTITIONS,
+    endpoint: self,
+    retryMaxMs: runnerSettings.retryMaxMs,
+    // positions is compacted: without a checkpoint it is read whole (the accounts rebuilt).
+    startAt: ({ topic, partition }) => startAt(topic, partition, topic === TOPICS.positions ? 'beginning' : { last: env.PORTFOLIO_FILLS_RESTORE }),
+    onAssignment: (partitions) => {
+      held.clear();
+      for (const p of partitions) held.add(p);
+      metrics.extra['partitions'] = held.size;
+    },
+    apply: async (batch) => {
+      const isPositions = batch.source.topic === TOPICS.positions;
+      const positions = isPositions ? decoded(batch, (b) => decodeMessage(Position, b)) : [];
+      const fills = isPositions ? [] : decoded(batch, (b) => decodeMessage(Fill, b));
+      await store.apply({ positions, fills, offsets: [{ ...batch.source, next: batch.next }] });
+      const changed = new Set<number>([...positions.map((p) => p.taxpayer_id), ...fills.map((f) => f.taxpayer_id)]);
+      for (const taxpayerId of changed) {
+        if (!events.watched(taxpayerId)) continue;
+        const answer = answerFor(store, ownership, taxpayerId);
+        if (answer !== undefined) events.send(taxpayerId, 'account', answer);
+      }
+    },
+  });
+
+  const server = createPortfolioServer({ store, ownership, events, metrics, logger });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(env.PORTFOLIO_PORT, env.PORTFOLIO_HOST, () => resolve());
+  });
+  logger.info({ url: `http://${env.PORTFOLIO_HOST}:${env.PORTFOLIO_PORT}`, advertised: self }, 'serving');
+
+  return {
+    stop: async () => {
+      server.closeAllConnections();
+      server.close();
+      await Promise.all([view?.stop(), prices.stop()]);
+      await store.close();
+      close();
+    },
+  };
+});

@@ -1,0 +1,70 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Fill, Position } from '@tradeflow/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PortfolioStore } from './store.ts';
+
+const dirs: string[] = [];
+const freshPath = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portfolio-store-'));
+  dirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const position = (taxpayer: number, fills: number, cash: number): Position => ({ taxpayer_id: taxpayer, shares: { IVE: fills }, cash, fills, timestamp: 1_700_000_000 + fills });
+const fill = (taxpayer: number, n: number): Fill => ({
+  taxpayer_id: taxpayer,
+  portfolio_order_id: '00000000-0000-4000-8000-000000000001',
+  component_order_id: `c${n}`,
+  market_order_id: `m${n}`,
+  execution_id: `e${n}`,
+  fill_id: `f${taxpayer}-${n}`,
+  symbol: 'IVE',
+  order_type: 'BUY',
+  filled_amount: 94,
+  filled_shares: 1,
+  filled_price: 94,
+  delta_shares_position: 1,
+  delta_cash_position: -94,
+  timestamp: 1_700_000_000 + n,
+});
+
+describe('PortfolioStore', () => {
+  it('keeps the latest snapshot of each account, the newest fills up to its limit, and the newest price', async () => {
+    const store = PortfolioStore.open({ path: freshPath(), recentFills: 3 });
+    await store.apply({
+      positions: [position(1, 1, -94), position(2, 1, -94), position(1, 2, -188)],
+      fills: [fill(1, 1), fill(2, 1), fill(1, 2)],
+      prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 94.5, timestamp: 10 }, { symbol: 'IVE', exchange: 'NYSE', bid: 93, ask: 93.5, timestamp: 9 }],
+      offsets: [{ topic: 'positions', partition: 0, next: 3n }],
+    });
+    // A replay brings older snapshots and fills already kept: they change nothing.
+    await store.apply({ positions: [position(1, 1, -94)], fills: [fill(1, 1), fill(1, 3), fill(1, 4)], offsets: [{ topic: 'fills', partition: 0, next: 5n }] });
+    expect(store.position(1)).toEqual(position(1, 2, -188));
+    expect(store.recent(1, 10).map((f) => f.fill_id)).toEqual(['f1-4', 'f1-3', 'f1-2']);
+    expect(store.recent(1, 1).map((f) => f.fill_id)).toEqual(['f1-4']);
+    expect(store.price('IVE')?.bid).toBe(94);
+    expect(store.position(3)).toBeUndefined();
+    expect(store.accounts()).toBe(2);
+    await store.close();
+  });
+
+  it('after a restart answers as before and says where to go on reading (the checkpoint)', async () => {
+    const path = freshPath();
+    const store = PortfolioStore.open({ path, recentFills: 5 });
+    await store.apply({ positions: [position(7, 4, 12.5)], fills: [fill(7, 4)], offsets: [{ topic: 'positions', partition: 3, next: 41n }, { topic: 'fills', partition: 3, next: 17n }] });
+    await store.close();
+
+    const reopened = PortfolioStore.open({ path, recentFills: 5 });
+    expect(reopened.position(7)).toEqual(position(7, 4, 12.5));
+    expect(reopened.recent(7, 5)).toEqual([fill(7, 4)]);
+    expect(reopened.offset('positions', 3)).toBe(41n);
+    expect(reopened.offset('fills', 3)).toBe(17n);
+    expect(reopened.offset('positions', 2)).toBeUndefined();
+    await reopened.close();
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * The portfolio service's state on disk: an LMDB environment (memory-mapped, so the accounts live in
+ * the file and the OS keeps only what is read in memory) with each account's latest position, its
+ * most recent fills, the latest price of every symbol, and the next Kafka offset of every partition
+ * it applied. A batch of records and the offsets after it are written in one transaction, so after
+ * a crash or a restart the store is as of some offsets, and reading goes on from there.
+ */
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Fill, Position, PriceTick } from '@tradeflow/shared';
+
+export interface PartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  /** The next offset to read. */
+  readonly next: bigint;
+}
+
+/** What one transaction writes. */
+export interface StoreBatch {
+  readonly positions?: readonly Position[];
+  readonly fills?: readonly Fill[];
+  readonly prices?: readonly PriceTick[];
+  readonly offsets: readonly PartitionOffset[];
+}
+
+export interface StoreOptions {
+  readonly path: string;
+  /** Recent fills kept per account. */
+  readonly recentFills: number;
+  /** The largest the file may grow to (LMDB maps it whole; the disk holds what is written). */
+  readonly maxBytes?: number;
+}
+
+const offsetKey = (topic: string, partition: number) => `${topic}:${partition}`;
+
+export class PortfolioStore {
+  private readonly root: RootDatabase;
+  private readonly positions: Database<Position, number>;
+  private readonly fills: Database<Fill[], number>;
+  private readonly prices: Database<PriceTick, string>;
+  private readonly offsets: Database<string, string>;
+  private readonly recentFills: number;
+
+  private constructor(root: RootDatabase, recentFills: number) {
+    this.root = root;
+    this.positions = root.openDB<Position, number>({ name: 'positions' });
+    this.fills = root.openDB<Fill[], number>({ name: 'fills' });
+    this.prices = root.openDB<PriceTick, string>({ name: 'prices' });
+    this.offsets = root.openDB<string, string>({ name: 'offsets' });
+    this.recentFills = recentFills;
+  }
+
+  static open(options: StoreOptions): PortfolioStore {
+    // noSync is not set: a commit is on disk when apply resolves, so a checkpoint survives a crash.
+    const root = open({ path: options.path, maxDbs: 8, mapSize: options.maxBytes ?? 64 * 1024 ** 3, compression: false });
+    return new PortfolioStore(root, options.recentFills);
+  }
+
+  /** Writes a batch and the offsets after it, all or nothing. Fills are kept newest first. */
+  async apply(batch: StoreBatch): Promise<void> {
+    await this.root.transaction(() => {
+      for (const position of batch.positions ?? []) {
+        const current = this.positions.get(position.taxpayer_id);
+        // Snapshots of one account come in order from one partition; a replay brings older ones.
+        if (current === undefined || position.fills >= current.fills) this.positions.put(position.taxpayer_id, position);
+      }
+      const byAccount = new Map<number, Fill[]>();
+      for (const fill of batch.fills ?? []) {
+        const list = byAccount.get(fill.taxpayer_id);
+        if (list === undefined) byAccount.set(fill.taxpayer_id, [fill]);
+        else list.push(fill);
+      }
+      for (const [account, fresh] of byAccount) {
+        const kept = this.fills.get(account) ?? [];
+        const seen = new Set(kept.map((f) => f.fill_id));
+        const merged = [...fresh.filter((f) => !seen.has(f.fill_id)).reverse(), ...kept];
+        merged.sort((a, b) => b.timestamp - a.timestamp);
+        this.fills.put(account, merged.slice(0, this.recentFills));
+      }
+      for (const tick of batch.prices ?? []) {
+        const current = this.prices.get(tick.symbol);
+        if (current === undefined || tick.timestamp >= current.timestamp) this.prices.put(tick.symbol, tick);
+      }
+      for (const { topic, partition, next } of batch.offsets) this.offsets.put(offsetKey(topic, partition), next.toString());
+    });
+  }
+
+  position(taxpayerId: number): Position | undefined {
+    return this.positions.get(taxpayerId);
+  }
+
+  /** The most recent fills of an account, newest first. */
+  recent(taxpayerId: number, limit: number): Fill[] {
+    return (this.fills.get(taxpayerId) ?? []).slice(0, limit);
+  }
+
+  price(symbol: string): PriceTick | undefined {
+    return this.prices.get(symbol);
+  }
+
+  /** The next offset to read of a partition, if this store applied any of it. */
+  offset(topic: string, partition: number): bigint | undefined {
+    const value = this.offsets.get(offsetKey(topic, partition));
+    return value === undefined ? undefined : BigInt(value);
+  }
+
+  /** Accounts held (an estimate from LMDB's statistics, exact when nothing is being written). */
+  accounts(): number {
+    return (this.positions.getStats() as { entryCount: number }).entryCount;
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}

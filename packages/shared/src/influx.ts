@@ -193,9 +193,13 @@ export class InfluxClient {
     return refused;
   }
 
-  /** Runs InfluxQL and returns the series of the first statement (empty when it has no rows). */
-  async query(influxql: string): Promise<InfluxSeries[]> {
-    const response = await this.request('GET', influxql);
+  /**
+   * Runs InfluxQL and returns the series of the first statement (empty when it has no rows). Times
+   * are epoch nanoseconds (as JSON numbers, so only to about a quarter microsecond), or with
+   * `rfc3339` exact strings.
+   */
+  async query(influxql: string, times: 'ns' | 'rfc3339' = 'ns'): Promise<InfluxSeries[]> {
+    const response = await this.request('GET', influxql, times);
     const first = response.results?.[0];
     if (first?.error !== undefined) throw new InfluxError(`InfluxQL error: ${first.error} (query: ${influxql})`, 200, false, 'INFLUX_REFUSED');
     return first?.series ?? [];
@@ -223,8 +227,8 @@ export class InfluxClient {
     return new InfluxError(`InfluxDB ${what} failed with HTTP ${status}: ${detail}`, status, status >= 500 || status === 429 || status === 408, 'INFLUX_SERVER_ERROR');
   }
 
-  private async request(method: 'GET' | 'POST', influxql: string): Promise<QueryResponse> {
-    const params = new URLSearchParams({ q: influxql, db: this.database, epoch: 'ns' });
+  private async request(method: 'GET' | 'POST', influxql: string, times: 'ns' | 'rfc3339' = 'ns'): Promise<QueryResponse> {
+    const params = new URLSearchParams({ q: influxql, db: this.database, ...(times === 'ns' ? { epoch: 'ns' } : {}) });
     let res: Response;
     try {
       res = await fetch(`${this.base}/query?${params}`, { method, headers: this.headers, signal: AbortSignal.timeout(this.timeoutMs) });

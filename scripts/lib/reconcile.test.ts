@@ -1,0 +1,72 @@
+import type { Fill, Position } from '@tradeflow/shared';
+import { describe, expect, it } from 'vitest';
+import { comparePositions, describeDifference, InfluxComparison, Recomputation } from './reconcile.ts';
+
+const fill = (taxpayer: number, n: number, symbol: string, shares: number, cash: number): Fill => ({
+  taxpayer_id: taxpayer,
+  portfolio_order_id: '00000000-0000-4000-8000-000000000001',
+  component_order_id: `c${n}`,
+  market_order_id: `m${n}`,
+  execution_id: `e${n}`,
+  fill_id: `f${n}`,
+  symbol,
+  order_type: shares > 0 ? 'BUY' : 'SELL',
+  filled_amount: Math.abs(cash),
+  filled_shares: Math.abs(shares),
+  filled_price: 10,
+  delta_shares_position: shares,
+  delta_cash_position: cash,
+  timestamp: 1_700_000_000 + n,
+});
+const snapshot = (taxpayer: number, shares: Record<string, number>, cash: number, fills: number): Position => ({ taxpayer_id: taxpayer, shares, cash, fills, timestamp: 1 });
+
+describe('reconciliation', () => {
+  const fills = [fill(1, 1, 'IVE', 0.1, -1.000001), fill(1, 2, 'IVE', 0.2, -2.000002), fill(1, 3, 'VTI', -1, 10), fill(2, 4, 'IVE', 5, -50)];
+
+  it('recomputes positions exactly: 0.1 + 0.2 shares is 0.3, to the micro-unit', () => {
+    const r = new Recomputation();
+    for (const f of fills) r.add(f);
+    expect(r.fills).toBe(4);
+    expect(r.accounts.get(1)).toEqual({ shares: new Map([['IVE', 300_000n], ['VTI', -1_000_000n]]), cash: 6_999_997n, fills: 3 });
+  });
+
+  it('finds no difference where the snapshots equal their fills', () => {
+    const r = new Recomputation();
+    for (const f of fills) r.add(f);
+    const snapshots = new Map([[1, snapshot(1, { IVE: 0.3, VTI: -1 }, 6.999997, 3)], [2, snapshot(2, { IVE: 5 }, -50, 1)]]);
+    expect(comparePositions(r.accounts, snapshots)).toEqual([]);
+  });
+
+  it('names the account and the amounts of every difference', () => {
+    const r = new Recomputation();
+    for (const f of fills) r.add(f);
+    const snapshots = new Map([[1, snapshot(1, { IVE: 0.3, VTI: -1, NEW: 2 }, 7, 3)], [3, snapshot(3, {}, 0, 4)]]);
+    const differences = comparePositions(r.accounts, snapshots);
+    expect(differences).toEqual([
+      { kind: 'position differs', taxpayer_id: 1, field: 'cash', from_fills: 6.999997, snapshot: 7 },
+      { kind: 'position differs', taxpayer_id: 1, field: 'shares NEW', from_fills: 0, snapshot: 2 },
+      { kind: 'no snapshot', taxpayer_id: 2, fills: 1 },
+      { kind: 'snapshot without fills', taxpayer_id: 3, snapshot_fills: 4 },
+    ]);
+    expect(differences.map(describeDifference)).toEqual([
+      'account 1: cash is 7 in its positions snapshot, 6.999997 from its fills',
+      'account 1: shares NEW is 2 in its positions snapshot, 0 from its fills',
+      'account 2: 1 fills but no positions snapshot',
+      'account 3: a positions snapshot of 4 fills, but no fill',
+    ]);
+  });
+
+  it("tells fills missing from InfluxDB from those it has that Kafka does not", () => {
+    const influx = new InfluxComparison([
+      { fill_id: 'f1', taxpayer_id: 1, amount: 1.000001 },
+      { fill_id: 'f3', taxpayer_id: 1, amount: 10 },
+      { fill_id: 'f9', taxpayer_id: 5, amount: 3 },
+    ]);
+    for (const f of fills) influx.check(f);
+    expect(influx.differences()).toEqual([
+      { kind: 'missing in InfluxDB', taxpayer_id: 1, fill_id: 'f2', amount: 2.000002 },
+      { kind: 'missing in InfluxDB', taxpayer_id: 2, fill_id: 'f4', amount: 50 },
+      { kind: 'only in InfluxDB', taxpayer_id: 5, fill_id: 'f9', amount: 3 },
+    ]);
+  });
+});

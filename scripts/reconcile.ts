@@ -1,0 +1,214 @@
+/**
+ * Reconciliation, the batch path: reads `fills` (from the beginning, or a time range), recomputes
+ * every account's position exactly, and compares it with the latest `positions` snapshots and with
+ * the fills InfluxDB stored. Prints a summary (accounts and fills checked, every difference with its
+ * account and amounts) and exits 1 on any difference, 2 on bad arguments.
+ *   node scripts/reconcile.ts [--from TIME] [--to TIME] [--no-influx]
+ * TIME: ISO 8601 or epoch seconds. With a range, positions are not compared (a snapshot sums the
+ * whole history). Reads KAFKA_BROKERS and INFLUX_URL, INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD.
+ */
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import {
+  createKafka,
+  createLogger,
+  decodeMessage,
+  Fill,
+  influxEnv,
+  InfluxClient,
+  kafkaEnv,
+  parseEnv,
+  Position,
+  readPartitionsToEnd,
+  TOPICS,
+  type Kafka,
+} from '@tradeflow/shared';
+import { comparePositions, describeDifference, InfluxComparison, Recomputation, type Difference, type StoredFill } from './lib/reconcile.ts';
+
+const { values } = parseArgs({
+  options: { from: { type: 'string' }, to: { type: 'string' }, 'no-influx': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+});
+const USAGE = 'usage: node scripts/reconcile.ts [--from TIME] [--to TIME] [--no-influx]   (TIME: ISO 8601 or epoch seconds)';
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+function time(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Date.parse(text) / 1000;
+  if (!Number.isFinite(seconds)) {
+    process.stderr.write(`reconcile: --${name} ${text} is neither ISO 8601 nor epoch seconds\n${USAGE}\n`);
+    process.exit(2);
+  }
+  return seconds;
+}
+const from = time('from', values.from);
+const to = time('to', values.to);
+const env = parseEnv({ ...kafkaEnv, ...influxEnv });
+const logger = createLogger('reconcile', process.env['LOG_LEVEL'] ?? 'error');
+const kafka = createKafka(env, 'reconcile', logger);
+const started = performance.now();
+const n = (x: number) => x.toLocaleString('en-US');
+const tty = process.stderr.isTTY === true;
+
+function progress(done: number, total: number, what: string): void {
+  if (!tty) return;
+  const width = 30;
+  const share = total === 0 ? 1 : Math.min(1, done / total);
+  const rate = done / Math.max(0.001, (performance.now() - started) / 1000);
+  process.stderr.write(`\r[${'#'.repeat(Math.round(share * width)).padEnd(width, '-')}] ${(share * 100).toFixed(0).padStart(3)}% ${n(done)}/${n(total)} ${what}  ${n(Math.round(rate))}/s   `);
+}
+
+/** The offsets to read: from the beginning (or the first record at --from) to the end as it is now (or --to). */
+async function range(k: Kafka): Promise<Map<number, { start: bigint; end: bigint }>> {
+  const admin = k.admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(TOPICS.fills);
+    // Record times are when a fill was written, a little after its own time: start a minute early.
+    const byTime = async (seconds: number | undefined) =>
+      seconds === undefined ? undefined : new Map((await admin.fetchTopicOffsetsByTimestamp(TOPICS.fills, Math.floor(seconds * 1000))).map((o) => [o.partition, BigInt(o.offset)]));
+    const starts = await byTime(from === undefined ? undefined : from - 60);
+    const ends = await byTime(to === undefined ? undefined : to + 60);
+    return new Map(
+      offsets.map((o) => {
+        const high = BigInt(o.high);
+        const start = starts?.get(o.partition) ?? BigInt(o.low);
+        const end = ends?.get(o.partition);
+        return [o.partition, { start: start < 0n ? high : start, end: end === undefined || end < 0n ? high : end }];
+      }),
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The fills InfluxDB holds in the range, read in windows of time. */
+async function storedFills(influx: InfluxClient, fromSeconds: number, toSeconds: number): Promise<StoredFill[]> {
+  const stored: StoredFill[] = [];
+  const windowNs = 3_600n * 1_000_000_000n;
+  const startNs = BigInt(Math.floor(fromSeconds * 1000)) * 1_000_000n;
+  const endNs = BigInt(Math.ceil(toSeconds * 1000) + 1) * 1_000_000n;
+  for (let a = startNs; a < endNs; a += windowNs) {
+    const b = a + windowNs < endNs ? a + windowNs : endNs;
+    for (const series of await influx.query(`SELECT "fill_id", "taxpayer_id", "filled_amount" FROM "fills" WHERE time >= ${a} AND time < ${b}`)) {
+      const [id, taxpayer, amount] = ['fill_id', 'taxpayer_id', 'filled_amount'].map((c) => series.columns.indexOf(c));
+      for (const row of series.values) stored.push({ fill_id: String(row[id!]), taxpayer_id: Number(row[taxpayer!]), amount: Number(row[amount!]) });
+    }
+  }
+  return stored;
+}
+
+/** The first and last fill time InfluxDB holds (epoch seconds), if any. */
+async function storedExtent(influx: InfluxClient): Promise<{ first: number; last: number } | undefined> {
+  const edge = async (fn: 'first' | 'last') => {
+    const series = await influx.query(`SELECT ${fn}("filled_amount") FROM "fills"`);
+    const t = series[0]?.values[0]?.[0];
+    return t === undefined ? undefined : Number(BigInt(String(t)) / 1_000_000n) / 1000;
+  };
+  const [first, last] = [await edge('first'), await edge('last')];
+  return first === undefined || last === undefined ? undefined : { first, last };
+}
+
+async function main(): Promise<number> {
+  const offsets = await range(kafka);
+  const total = [...offsets.values()].reduce((sum, r) => sum + Number(r.end > r.start ? r.end - r.start : 0n), 0);
+  const useInflux = !values['no-influx'];
+  const influx = useInflux ? new InfluxClient({ url: env.INFLUX_URL, database: env.INFLUX_DB, username: env.INFLUX_USERNAME, password: env.INFLUX_PASSWORD }) : undefined;
+  let comparison: InfluxComparison | undefined;
+  let influxPoints = 0;
+  if (influx !== undefined) {
+    const extent = await storedExtent(influx);
+    const stored = extent === undefined ? [] : await storedFills(influx, from ?? extent.first, to ?? extent.last);
+    influxPoints = stored.length;
+    comparison = new InfluxComparison(stored);
+  }
+
+  const recomputation = new Recomputation();
+  const unreadable: string[] = [];
+  const pending = new Set([...offsets].filter(([, r]) => r.end > r.start).map(([p]) => p));
+  let read = 0;
+  if (pending.size > 0) {
+    const consumer = kafka.consumer({ groupId: `reconcile-${randomUUID()}`, maxBytesPerPartition: 16 * 1024 * 1024, maxBytes: 64 * 1024 * 1024, maxWaitTimeInMs: 100 });
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    await consumer.connect();
+    await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: 6,
+      eachBatch: async ({ batch }) => {
+        const r = offsets.get(batch.partition);
+        if (r === undefined || !pending.has(batch.partition)) return;
+        for (const m of batch.messages) {
+          const offset = BigInt(m.offset);
+          if (offset < r.start || offset >= r.end) continue;
+          read++;
+          const fill = decodeMessage(Fill, m.value);
+          if (!fill.ok) {
+            unreadable.push(`fills partition ${batch.partition} offset ${m.offset}: ${fill.reason}`);
+            continue;
+          }
+          if ((from !== undefined && fill.value.timestamp < from) || (to !== undefined && fill.value.timestamp >= to)) continue;
+          recomputation.add(fill.value);
+          comparison?.check(fill.value);
+        }
+        if (read % 50_000 < batch.messages.length) progress(read, total, 'records of fills');
+        if (BigInt(batch.lastOffset()) + 1n >= r.end || BigInt(batch.highWatermark) <= r.end) {
+          pending.delete(batch.partition);
+          if (pending.size === 0) finish();
+        }
+      },
+    });
+    for (const [partition, r] of offsets) consumer.seek({ topic: TOPICS.fills, partition, offset: r.start.toString() });
+    await finished;
+    await consumer.disconnect();
+  }
+  progress(read, total, 'records of fills');
+  if (tty) process.stderr.write('\n');
+  const readSeconds = (performance.now() - started) / 1000;
+
+  const differences: Difference[] = [];
+  let snapshots = 0;
+  const fullHistory = from === undefined && to === undefined;
+  if (fullHistory) {
+    const admin = kafka.admin();
+    await admin.connect();
+    const partitions = (await admin.fetchTopicOffsets(TOPICS.positions)).map((p) => p.partition);
+    await admin.disconnect();
+    const latest = new Map<number, Position>();
+    for (const entries of (await readPartitionsToEnd(kafka, TOPICS.positions, partitions, 'reconcile')).values()) {
+      for (const entry of entries) {
+        const position = decodeMessage(Position, entry.value);
+        if (position.ok) latest.set(position.value.taxpayer_id, position.value);
+      }
+    }
+    snapshots = latest.size;
+    differences.push(...comparePositions(recomputation.accounts, latest));
+  }
+  if (comparison !== undefined) differences.push(...comparison.differences());
+
+  const out = process.stdout;
+  out.write(`reconciliation of ${fullHistory ? 'every fill' : `fills from ${from === undefined ? 'the beginning' : new Date(from * 1000).toISOString()} to ${to === undefined ? 'now' : new Date(to * 1000).toISOString()}`}\n`);
+  out.write(`  fills checked         ${n(recomputation.fills)} (${n(read)} records read in ${readSeconds.toFixed(1)} s, ${n(Math.round(read / Math.max(readSeconds, 0.001)))}/s)\n`);
+  out.write(`  accounts checked      ${n(recomputation.accounts.size)}\n`);
+  out.write(`  positions snapshots   ${fullHistory ? n(snapshots) : 'not compared (a time range)'}\n`);
+  out.write(`  InfluxDB fills        ${useInflux ? n(influxPoints) : 'not compared (--no-influx)'}\n`);
+  for (const line of unreadable.slice(0, 20)) out.write(`  unreadable: ${line}\n`);
+  if (differences.length === 0 && unreadable.length === 0) {
+    out.write('  no differences\n');
+    return 0;
+  }
+  out.write(`  DIFFERENCES: ${n(differences.length)}\n`);
+  for (const d of differences.slice(0, 200)) out.write(`    ${describeDifference(d)}\n`);
+  if (differences.length > 200) out.write(`    ... and ${n(differences.length - 200)} more\n`);
+  return 1;
+}
+
+try {
+  process.exitCode = await main();
+} catch (error) {
+  process.stderr.write(`\nreconcile: ${(error as Error).message}\n`);
+  process.exitCode = 1;
+}
+process.exit();

@@ -69,46 +69,6 @@ remove_data_dir() { remove_owned_dir "$INFLUX_DATA_DIR" "$INFLUX_KEEP_DATA" "$OW
 
 # --- install -----------------------------------------------------------------
 
-apt_install() {
-  local sudo=()
-  if ((EUID != 0)); then
-    command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
-    sudo=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  local pkg
-  for pkg in "$@"; do
-    # (not `apt-cache ... | grep -q`: with pipefail, grep's early exit fails the pipe)
-    if [[ "$(apt-cache policy "$pkg" 2>/dev/null || true)" != *"Candidate: "[0-9]* ]]; then
-      log "apt-get update"
-      "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=120 update -qq >&2
-      break
-    fi
-  done
-  # The package's postinst runs `invoke-rc.d influxdb start`, which would start a second
-  # influxd on :8086 with /etc/influxdb/influxdb.conf. A policy-rc.d that exits 101 makes
-  # invoke-rc.d skip that (there is no systemd here, so its unit is never started either).
-  local made_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\n# temporary, from tradeflow scripts/infra/influx.sh\nexit 101\n' \
-      | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  log "apt-get install $*"
-  local rc=0
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" >&2 || rc=$?
-  if ((made_policy)); then "${sudo[@]}" rm -f /usr/sbin/policy-rc.d; fi
-  ((rc == 0)) || die "apt-get install $* failed"
-  # Nor should it start at boot (postinst enables both the sysv script and the unit).
-  if [[ -x /etc/init.d/influxdb ]]; then
-    "${sudo[@]}" update-rc.d influxdb disable >/dev/null 2>&1 || true
-    if command -v systemctl >/dev/null; then
-      "${sudo[@]}" systemctl disable influxdb.service >/dev/null 2>&1 || true
-    fi
-  fi
-}
-
 # If the package's own service got started anyway (e.g. installed earlier without a
 # policy-rc.d), stop it through its init script, which stops only its own pid file.
 stop_package_service() {

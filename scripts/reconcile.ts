@@ -5,7 +5,8 @@
  * account and amounts) and exits 1 on any difference, 2 on bad arguments.
  *   node scripts/reconcile.ts [--from TIME] [--to TIME] [--no-influx]
  * TIME: ISO 8601 or epoch seconds. With a range, positions are not compared (a snapshot sums the
- * whole history). Reads KAFKA_BROKERS and INFLUX_URL, INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD.
+ * whole history). Reads KAFKA_BROKERS and INFLUX_URL, INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD;
+ * RECONCILE_FETCH_BYTES (16 MiB) is how much of a partition one fetch brings.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -129,9 +130,18 @@ async function main(): Promise<number> {
   const pending = new Set([...offsets].filter(([, r]) => r.end > r.start).map(([p]) => p));
   let read = 0;
   if (pending.size > 0) {
-    const consumer = kafka.consumer({ groupId: `reconcile-${randomUUID()}`, maxBytesPerPartition: 16 * 1024 * 1024, maxBytes: 64 * 1024 * 1024, maxWaitTimeInMs: 100 });
+    const fetchBytes = Number(process.env['RECONCILE_FETCH_BYTES'] ?? 16 * 1024 * 1024);
+    const consumer = kafka.consumer({ groupId: `reconcile-${randomUUID()}`, maxBytesPerPartition: fetchBytes, maxBytes: 4 * fetchBytes, maxWaitTimeInMs: 100 });
     let finish!: () => void;
     const finished = new Promise<void>((resolve) => (finish = resolve));
+    // Every batch ends here, an empty one too (only transaction markers): its last offset counts.
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      const r = offsets.get(payload.partition);
+      if (r !== undefined && pending.has(payload.partition) && BigInt(payload.lastOffset) + 1n >= r.end) {
+        pending.delete(payload.partition);
+        if (pending.size === 0) finish();
+      }
+    });
     await consumer.connect();
     await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: true });
     await consumer.run({
@@ -154,10 +164,6 @@ async function main(): Promise<number> {
           comparison?.check(fill.value);
         }
         if (read % 50_000 < batch.messages.length) progress(read, total, 'records of fills');
-        if (BigInt(batch.lastOffset()) + 1n >= r.end || BigInt(batch.highWatermark) <= r.end) {
-          pending.delete(batch.partition);
-          if (pending.size === 0) finish();
-        }
       },
     });
     for (const [partition, r] of offsets) consumer.seek({ topic: TOPICS.fills, partition, offset: r.start.toString() });

@@ -112,6 +112,14 @@ async function tail(kafkaClient: Kafka, topic: string): Promise<void> {
   };
   const consumer = kafkaClient.consumer({ groupId: `topics-tail-${randomUUID()}`, maxWaitTimeInMs: 250 });
   let lastSeen = Date.now();
+  // Every batch ends here, an empty one too (only transaction markers): its last offset counts.
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    const end = ends.get(payload.partition);
+    if (end !== undefined && pending.has(payload.partition) && BigInt(payload.lastOffset) + 1n >= end) {
+      pending.delete(payload.partition);
+      flush(payload.partition);
+    }
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({
@@ -124,10 +132,6 @@ async function tail(kafkaClient: Kafka, topic: string): Promise<void> {
         if (lines === undefined) process.stdout.write(`${line}\n`);
         else lines.push(line);
         lastSeen = Date.now();
-      }
-      if (BigInt(batch.lastOffset()) + 1n >= ends.get(batch.partition)! || BigInt(batch.highWatermark) <= ends.get(batch.partition)!) {
-        pending.delete(batch.partition);
-        flush(batch.partition);
       }
     },
   });

@@ -18,7 +18,8 @@ let fills: Fill[] = [];
 async function reconcile(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const { username, password } = influxCredentials();
   const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, ...args], {
-    env: { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password },
+    // Small fetches: every partition takes many batches, as a real history does.
+    env: { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password, RECONCILE_FETCH_BYTES: '2048' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

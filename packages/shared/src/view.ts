@@ -167,7 +167,7 @@ export async function runView(options: GroupViewOptions): Promise<RunningView> {
   const { kafka, logger, groupId } = options;
   const consumer = kafka.consumer({
     groupId,
-    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 50,
+    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     maxBytesPerPartition: 4 * 1024 * 1024,
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
@@ -197,7 +197,7 @@ export async function runBroadcast(options: ViewOptions & { readonly name: strin
   // A group of its own (one member), so it is assigned every partition; it commits nothing.
   const consumer = options.kafka.consumer({
     groupId: `${options.name}-${randomUUID()}`,
-    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 50,
+    maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
   });
   return startView(options, consumer, () => undefined);

@@ -156,8 +156,6 @@ export function createPortfolioServer(options: ServerOptions): Server {
       return;
     }
     if (url.pathname === '/metrics') {
-      metrics.extra['accounts'] = store.accounts();
-      metrics.extra['subscribers'] = events.size;
       json(response, 200, metrics.snapshot());
       return;
     }

@@ -6,6 +6,7 @@
  *   an account another instance holds is answered by forwarding to it.
  * The store checkpoints the offsets it applied, so a restart reads on from there.
  */
+import { rmSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -59,7 +60,15 @@ runService(SERVICE_NAME, async (logger) => {
   });
   const self = env.PORTFOLIO_ADVERTISED_URL?.replace(/\/$/, '') ?? `http://${defaultAddress(env.PORTFOLIO_HOST)}:${env.PORTFOLIO_PORT}`;
   const storeDir = join(env.PORTFOLIO_STORE_DIR, `${env.GROUP_ID}-${hostname()}-${env.PORTFOLIO_PORT}`);
-  const store = PortfolioStore.open({ path: storeDir, recentFills: env.PORTFOLIO_RECENT_FILLS });
+  let store: PortfolioStore;
+  try {
+    store = PortfolioStore.open({ path: storeDir, recentFills: env.PORTFOLIO_RECENT_FILLS });
+  } catch (error) {
+    // A store the OS lost part of (it is not flushed commit by commit): rebuilt from the topics.
+    logger.error({ err: error, storeDir }, 'the store cannot be opened; removing it, it is rebuilt from the topics');
+    rmSync(storeDir, { recursive: true, force: true });
+    store = PortfolioStore.open({ path: storeDir, recentFills: env.PORTFOLIO_RECENT_FILLS });
+  }
   logger.info({ storeDir, accounts: store.accounts() }, 'store opened');
 
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
@@ -124,16 +133,24 @@ runService(SERVICE_NAME, async (logger) => {
       const positions = isPositions ? decoded(batch, (b) => decodeMessage(Position, b)) : [];
       const fills = isPositions ? [] : decoded(batch, (b) => decodeMessage(Fill, b));
       await store.apply({ positions, fills, offsets: [{ ...batch.source, next: batch.next }] });
-      const changed = new Set<number>([...positions.map((p) => p.taxpayer_id), ...fills.map((f) => f.taxpayer_id)]);
-      for (const taxpayerId of changed) {
+      // One event per changed account watched, with the fills that changed it (when fills did).
+      const changed = new Map<number, string[]>();
+      for (const p of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
+      for (const f of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
+      for (const [taxpayerId, newFills] of changed) {
         if (!events.watched(taxpayerId)) continue;
         const answer = answerFor(store, ownership, taxpayerId);
-        if (answer !== undefined) events.send(taxpayerId, 'account', answer);
+        if (answer !== undefined) events.send(taxpayerId, 'account', { ...answer, new_fills: newFills });
       }
     },
   });
 
   const server = createPortfolioServer({ store, ownership, events, metrics, logger });
+  const gauges = setInterval(() => {
+    metrics.extra['accounts'] = store.accounts();
+    metrics.extra['subscribers'] = events.size;
+  }, 1_000);
+  gauges.unref();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(env.PORTFOLIO_PORT, env.PORTFOLIO_HOST, () => resolve());
@@ -142,6 +159,7 @@ runService(SERVICE_NAME, async (logger) => {
 
   return {
     stop: async () => {
+      clearInterval(gauges);
       server.closeAllConnections();
       server.close();
       await Promise.all([view?.stop(), prices.stop()]);

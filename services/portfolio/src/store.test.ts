@@ -34,7 +34,7 @@ const fill = (taxpayer: number, n: number): Fill => ({
 });
 
 describe('PortfolioStore', () => {
-  it('keeps the latest snapshot of each account, the newest fills up to its limit, and the newest price', async () => {
+  it('keeps the latest snapshot of each account, its newest fills up to its limit, and the newest price', async () => {
     const store = PortfolioStore.open({ path: freshPath(), recentFills: 3 });
     await store.apply({
       positions: [position(1, 1, -94), position(2, 1, -94), position(1, 2, -188)],
@@ -42,8 +42,8 @@ describe('PortfolioStore', () => {
       prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 94.5, timestamp: 10 }, { symbol: 'IVE', exchange: 'NYSE', bid: 93, ask: 93.5, timestamp: 9 }],
       offsets: [{ topic: 'positions', partition: 0, next: 3n }],
     });
-    // A replay brings older snapshots and fills already kept: they change nothing.
-    await store.apply({ positions: [position(1, 1, -94)], fills: [fill(1, 1), fill(1, 3), fill(1, 4)], offsets: [{ topic: 'fills', partition: 0, next: 5n }] });
+    // An older snapshot (a partition read again from its beginning) changes nothing.
+    await store.apply({ positions: [position(1, 1, -94)], fills: [fill(1, 3), fill(1, 4)], offsets: [{ topic: 'fills', partition: 0, next: 5n }] });
     expect(store.position(1)).toEqual(position(1, 2, -188));
     expect(store.recent(1, 10).map((f) => f.fill_id)).toEqual(['f1-4', 'f1-3', 'f1-2']);
     expect(store.recent(1, 1).map((f) => f.fill_id)).toEqual(['f1-4']);

@@ -36,7 +36,8 @@ const offsetKey = (topic: string, partition: number) => `${topic}:${partition}`;
 export class PortfolioStore {
   private readonly root: RootDatabase;
   private readonly positions: Database<Position, number>;
-  private readonly fills: Database<Fill[], number>;
+  /** An account's recent fills in a ring of slots: [account, slot] → fill, [account, -1] → fills so far. */
+  private readonly fills: Database<Fill | number, [number, number]>;
   private readonly prices: Database<PriceTick, string>;
   private readonly offsets: Database<string, string>;
   private readonly recentFills: number;
@@ -44,15 +45,19 @@ export class PortfolioStore {
   private constructor(root: RootDatabase, recentFills: number) {
     this.root = root;
     this.positions = root.openDB<Position, number>({ name: 'positions' });
-    this.fills = root.openDB<Fill[], number>({ name: 'fills' });
+    this.fills = root.openDB<Fill | number, [number, number]>({ name: 'recent-fills' });
     this.prices = root.openDB<PriceTick, string>({ name: 'prices' });
     this.offsets = root.openDB<string, string>({ name: 'offsets' });
     this.recentFills = recentFills;
   }
 
+  /**
+   * Commits are not flushed to disk one by one (noSync): a commit is in the file (the page cache)
+   * when apply resolves, so it survives the process crashing; an OS crash may lose the last ones or
+   * the file, and the store is then rebuilt from the topics (see openOrRebuild).
+   */
   static open(options: StoreOptions): PortfolioStore {
-    // noSync is not set: a commit is on disk when apply resolves, so a checkpoint survives a crash.
-    const root = open({ path: options.path, maxDbs: 8, mapSize: options.maxBytes ?? 64 * 1024 ** 3, compression: false });
+    const root = open({ path: options.path, maxDbs: 8, mapSize: options.maxBytes ?? 64 * 1024 ** 3, compression: false, noSync: true });
     return new PortfolioStore(root, options.recentFills);
   }
 
@@ -64,18 +69,13 @@ export class PortfolioStore {
         // Snapshots of one account come in order from one partition; a replay brings older ones.
         if (current === undefined || position.fills >= current.fills) this.positions.put(position.taxpayer_id, position);
       }
-      const byAccount = new Map<number, Fill[]>();
+      // A fill goes into the next slot of its account's ring (the oldest one's), so writing one
+      // costs the same however many an account has. (Fills are not applied twice: reading goes on
+      // from the offset after the last batch applied.)
       for (const fill of batch.fills ?? []) {
-        const list = byAccount.get(fill.taxpayer_id);
-        if (list === undefined) byAccount.set(fill.taxpayer_id, [fill]);
-        else list.push(fill);
-      }
-      for (const [account, fresh] of byAccount) {
-        const kept = this.fills.get(account) ?? [];
-        const seen = new Set(kept.map((f) => f.fill_id));
-        const merged = [...fresh.filter((f) => !seen.has(f.fill_id)).reverse(), ...kept];
-        merged.sort((a, b) => b.timestamp - a.timestamp);
-        this.fills.put(account, merged.slice(0, this.recentFills));
+        const count = (this.fills.get([fill.taxpayer_id, -1]) as number | undefined) ?? 0;
+        this.fills.put([fill.taxpayer_id, count % this.recentFills], fill);
+        this.fills.put([fill.taxpayer_id, -1], count + 1);
       }
       for (const tick of batch.prices ?? []) {
         const current = this.prices.get(tick.symbol);
@@ -89,9 +89,12 @@ export class PortfolioStore {
     return this.positions.get(taxpayerId);
   }
 
-  /** The most recent fills of an account, newest first. */
+  /** The most recent fills of an account, newest first (of one time, the later written first). */
   recent(taxpayerId: number, limit: number): Fill[] {
-    return (this.fills.get(taxpayerId) ?? []).slice(0, limit);
+    const count = (this.fills.get([taxpayerId, -1]) as number | undefined) ?? 0;
+    const out: Fill[] = [];
+    for (let i = count - 1; i >= 0 && i >= count - this.recentFills; i--) out.push(this.fills.get([taxpayerId, i % this.recentFills]) as Fill);
+    return out.sort((a, b) => b.timestamp - a.timestamp).slice(0, limit);
   }
 
   price(symbol: string): PriceTick | undefined {

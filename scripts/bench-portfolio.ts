@@ -1,0 +1,291 @@
+/**
+ * Benchmark of the portfolio service on this machine (broker on it too); prints a table:
+ *   1. latency: the whole order flow at --rate portfolio orders/s; for a sample of fills, the time
+ *      from the fill's commit (seen by a read-committed consumer) until the API shows it, in the
+ *      account's recent fills and in its position;
+ *   2. GET /accounts/{id} requests/s over random accounts with autocannon (--connections);
+ *   3. for each of --accounts (positions produced straight to the positions topic): the rebuild
+ *      from the compacted topic (time, peak RSS), then a restart from the checkpoint (time until
+ *      it serves again, RSS), and fill-publisher's restore of the same positions (time, peak RSS);
+ *   4. reconcile's fills/s over --reconcile-fills fills.
+ * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
+ *   node scripts/bench-portfolio.ts [--parts latency,http,accounts,reconcile] [--rate 2000] [--seconds 30]
+ *     [--accounts 1000000,10000000] [--connections 50] [--reconcile-fills 2000000]
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
+import { resetTopics, topicEndOffsets } from './lib/admin.ts';
+import { findPid, measureCpu } from './lib/cpu.ts';
+import { INSTRUMENTS } from './lib/market.ts';
+import { freePort, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
+import { fmt, mb, Report } from './lib/report.ts';
+
+const { values } = parseArgs({
+  options: {
+    parts: { type: 'string', default: 'latency,http,accounts,reconcile' },
+    rate: { type: 'string', default: '2000' },
+    seconds: { type: 'string', default: '30' },
+    accounts: { type: 'string', default: '1000000,10000000' },
+    connections: { type: 'string', default: '50' },
+    'http-seconds': { type: 'string', default: '20' },
+    'reconcile-fills': { type: 'string', default: '2000000' },
+  },
+});
+const PARTS = new Set(values.parts.split(','));
+const RATE = Number(values.rate);
+const SECONDS = Number(values.seconds);
+const ACCOUNT_COUNTS = values.accounts.split(',').map(Number).filter((n) => n > 0);
+const logger = createLogger('bench', 'error');
+const env = parseEnv(kafkaEnv);
+const kafka = createKafka(env, 'bench-portfolio', logger);
+const figures = new Report();
+const report = figures.add.bind(figures);
+const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
+const storeRoot = mkdtempSync(join(tmpdir(), 'bench-portfolio-'));
+const percentile = (sorted: readonly number[], p: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!);
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+async function startPortfolio(group: string, port: number): Promise<ServiceProcess> {
+  return startService('portfolio', { env: { ...baseEnv, GROUP_ID: group, PORTFOLIO_PORT: String(port), PORTFOLIO_STORE_DIR: storeRoot }, readyTimeoutMs: 300_000 });
+}
+
+async function peakRss(service: ServiceProcess): Promise<number> {
+  return (await service.metrics()).peakRssBytes;
+}
+
+/** Fills committed to `fills`, as a read-committed consumer sees them, with when it saw each. */
+async function watchFills(k: Kafka, onFill: (fill: Fill, seenAt: number) => void): Promise<() => Promise<void>> {
+  // A long poll: it answers as soon as a fill is there, so a longer wait costs no latency.
+  const consumer = k.consumer({ groupId: `bench-fills-${Date.now()}`, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: false });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      const seenAt = performance.now();
+      for (const m of batch.messages) {
+        const fill = decodeMessage(Fill, m.value);
+        if (fill.ok) onFill(fill.value, seenAt);
+      }
+    },
+  });
+  return () => consumer.disconnect();
+}
+
+// 1. fill → visible at a steady feed.
+if (PARTS.has('latency')) {
+  process.stderr.write(`latency: the order flow at ${fmt(RATE)} orders/s for ${SECONDS} s...\n`);
+  await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
+  const group = `bench-pf-${Date.now()}`;
+  const services = [
+    await startService('tick-deserializer', { env: { ...baseEnv, GROUP_ID: `${group}-d` } }),
+    await startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${group}-m` } }),
+    await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${group}-f` } }),
+  ];
+  const port = await freePort();
+  const portfolio = await startPortfolio(`${group}-p`, port);
+  const api = `http://127.0.0.1:${port}`;
+  const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '100000000', '--rate', '500', '--quiet'], { env: baseEnv, stdio: 'ignore' });
+  await sleep(3_000);
+  // Watched accounts: their event streams say when a fill is in the API (its recent fills, and
+  // its position); a read-committed consumer of fills says when each was committed.
+  const WATCHED = 200;
+  const ACCOUNTS = 2_000;
+  const committedAt = new Map<string, { at: number; ordinal: number; taxpayer: number }>();
+  const perAccount = new Map<number, number>();
+  const inFills: number[] = [];
+  const inPosition: number[] = [];
+  const pendingPosition = new Map<number, { ordinal: number; at: number }[]>();
+  const streams: AbortController[] = [];
+  const seenEarly = new Map<string, number>();
+  for (let taxpayer = 1; taxpayer <= WATCHED; taxpayer++) {
+    const controller = new AbortController();
+    streams.push(controller);
+    void (async () => {
+      for (;;) {
+        try {
+          const res = await fetch(`${api}/accounts/${taxpayer}/events`, { signal: controller.signal });
+          const reader = res.body!.getReader();
+          let text = '';
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            const now = performance.now();
+            text += new TextDecoder().decode(value);
+            let cut: number;
+            while ((cut = text.indexOf('\n\n')) >= 0) {
+              const event = text.slice(0, cut);
+              text = text.slice(cut + 2);
+              const data = event.split('\ndata: ')[1];
+              if (data === undefined) continue;
+              const answer = JSON.parse(data) as { fills?: number; new_fills?: string[] };
+              for (const id of answer.new_fills ?? []) {
+                const c = committedAt.get(id);
+                if (c === undefined) seenEarly.set(id, now);
+                else inFills.push(now - c.at);
+              }
+              const waiting = pendingPosition.get(taxpayer) ?? [];
+              while (waiting.length > 0 && (answer.fills ?? 0) >= waiting[0]!.ordinal) inPosition.push(now - waiting.shift()!.at);
+            }
+          }
+        } catch {
+          if (controller.signal.aborted) return;
+          await sleep(100);
+        }
+      }
+    })();
+  }
+  const stopWatching = await watchFills(kafka, (fill, seenAt) => {
+    const ordinal = (perAccount.get(fill.taxpayer_id) ?? 0) + 1;
+    perAccount.set(fill.taxpayer_id, ordinal);
+    if (fill.taxpayer_id > WATCHED) return;
+    const early = seenEarly.get(fill.fill_id);
+    // In the API before this consumer saw it committed: visible at once.
+    if (early !== undefined) inFills.push(Math.max(0, early - seenAt));
+    else committedAt.set(fill.fill_id, { at: seenAt, ordinal, taxpayer: fill.taxpayer_id });
+    const waiting = pendingPosition.get(fill.taxpayer_id) ?? [];
+    waiting.push({ ordinal, at: seenAt });
+    pendingPosition.set(fill.taxpayer_id, waiting);
+  });
+  const pids = new Map<string, number>();
+  for (const service of [...services, portfolio]) if (service.child.pid !== undefined) pids.set(service.name, service.child.pid);
+  const broker = findPid('kafka.Kafka');
+  if (broker !== undefined) pids.set('broker', broker);
+  const cpu = measureCpu(pids);
+  const started = performance.now();
+  await runScript('queue-orders.ts', ['--count', String(RATE * SECONDS), '--rate', String(RATE), '--accounts', String(ACCOUNTS), '--quiet'], { LOG_LEVEL: 'error' });
+  const fed = (performance.now() - started) / 1000;
+  const used = cpu.stop();
+  await sleep(5_000);
+  await stopWatching();
+  for (const controller of streams) controller.abort();
+  ticks.kill('SIGTERM');
+  inFills.sort((a, b) => a - b);
+  inPosition.sort((a, b) => a - b);
+  report(`feed`, `${fmt((RATE * SECONDS) / fed)} orders/s`, `${fmt(RATE * SECONDS)} orders in ${fed.toFixed(1)} s`);
+  report('fill committed → in the API (its recent fills)', `p50 ${ms(percentile(inFills, 0.5))}, p99 ${ms(percentile(inFills, 0.99))}`, `${fmt(inFills.length)} fills of ${WATCHED} watched accounts (of ${fmt(ACCOUNTS)}), seen in their event streams`);
+  report('fill committed → in the API (its position)', `p50 ${ms(percentile(inPosition, 0.5))}, p99 ${ms(percentile(inPosition, 0.99))}`, `${fmt(inPosition.length)} fills; through fill-publisher's positions stage (a transaction more)`);
+  if (used !== undefined) {
+    report('CPU while feeding', `machine ${used.machineBusyPct.toFixed(0)} % busy`, `of one core: ${[...used.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`).join(', ')}`);
+  }
+  report('portfolio peak RSS (feed)', mb(await peakRss(portfolio)));
+  for (const s of services) await s.stop();
+  await portfolio.stop();
+}
+
+// 2. GET /accounts/{id} over random accounts.
+if (PARTS.has('http')) {
+  process.stderr.write('http: GET /accounts/{id} with autocannon...\n');
+  await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
+  const accounts = 100_000;
+  await producePositions(accounts);
+  const port = await freePort();
+  const portfolio = await startPortfolio(`bench-http-${Date.now()}`, port);
+  await waitFor('the accounts', async () => ((await portfolio.metrics()).lag === 0 && (await fetch(`http://127.0.0.1:${port}/accounts/${accounts}`)).ok ? true : undefined), 300_000, 500);
+  await producePrices();
+  await sleep(2_000);
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: Number(values.connections),
+    duration: Number(values['http-seconds']),
+    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: `/accounts/${1 + Math.floor(Math.random() * accounts)}` }) }],
+  });
+  report('GET /accounts/{id}, random accounts', `${fmt(result.requests.average)} req/s`, `${values.connections} connections, ${values['http-seconds']} s, ${fmt(accounts)} accounts; latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms; non-2xx ${result.non2xx}, errors ${result.errors}`);
+  await portfolio.stop();
+}
+
+/** Account positions straight to the positions topic, keyed (and partitioned) as fill-publisher writes them. */
+async function producePositions(count: number): Promise<void> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const started = performance.now();
+  const symbols = INSTRUMENTS.map((i) => i.symbol);
+  const chunk = 5_000;
+  let inFlight: Promise<unknown>[] = [];
+  for (let first = 1; first <= count; first += chunk) {
+    const messages = [];
+    for (let id = first; id < first + chunk && id <= count; id++) {
+      const a = symbols[id % symbols.length]!;
+      const b = symbols[(id * 7) % symbols.length]!;
+      messages.push({ key: String(id), value: JSON.stringify({ taxpayer_id: id, shares: a === b ? { [a]: 1.5 } : { [a]: 1.5, [b]: 2.25 }, cash: -321.5, fills: 2, timestamp: 1_796_000_000 }) });
+    }
+    inFlight.push(producer.send({ topic: TOPICS.positions, acks: 1, messages }));
+    if (inFlight.length >= 8) {
+      await Promise.all(inFlight);
+      inFlight = [];
+    }
+    if ((first - 1) % 500_000 === 0) process.stderr.write(`  positions: ${fmt(first - 1)}/${fmt(count)}\n`);
+  }
+  await Promise.all(inFlight);
+  await producer.disconnect();
+  process.stderr.write(`  ${fmt(count)} positions in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+}
+
+async function producePrices(): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  const now = Date.now() / 1000;
+  await producer.send({ topic: TOPICS.prices, acks: -1, messages: INSTRUMENTS.map((i) => ({ key: i.symbol, value: JSON.stringify({ symbol: i.symbol, exchange: i.exchange, bid: i.price, ask: i.price + 0.02, timestamp: now }) })) });
+  await producer.disconnect();
+}
+
+// 3. 1 million and 10 million accounts: rebuild, restart, fill-publisher's restore.
+if (PARTS.has('accounts')) {
+  for (const count of ACCOUNT_COUNTS) {
+    process.stderr.write(`accounts: ${fmt(count)}...\n`);
+    await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
+    await producePrices();
+    await producePositions(count);
+    const group = `bench-acc-${Date.now()}`;
+    const port = await freePort();
+    const last = `http://127.0.0.1:${port}/accounts/${count}`;
+    let started = performance.now();
+    let portfolio = await startPortfolio(group, port);
+    await waitFor('every account', async () => ((await portfolio.metrics()).extra['accounts'] === count && (await fetch(last)).ok ? true : undefined), 3_600_000, 1_000);
+    report(`${fmt(count)} accounts: rebuild from the positions topic`, `${((performance.now() - started) / 1000).toFixed(1)} s`, `peak RSS ${mb(await peakRss(portfolio))}`);
+    await portfolio.stop();
+    started = performance.now();
+    portfolio = await startPortfolio(group, port);
+    await waitFor('it to serve again', async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/accounts/${1 + Math.floor(Math.random() * count)}`).catch(() => undefined);
+      return res?.ok === true && (await portfolio.metrics()).extra['partitions'] === env.TOPIC_PARTITIONS ? true : undefined;
+    }, 600_000, 100);
+    const restart = (performance.now() - started) / 1000;
+    await sleep(5_000);
+    const m = await portfolio.metrics();
+    report(`${fmt(count)} accounts: restart from the checkpoint → serving`, `${restart.toFixed(1)} s`, `records read again ${fmt(m.consumed)}; RSS ${mb(m.rssBytes)}, peak ${mb(m.peakRssBytes)}`);
+    await portfolio.stop();
+
+    // fill-publisher restores the positions of every account it holds from the same topic (its changelog).
+    started = performance.now();
+    const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${group}-fp` }, readyTimeoutMs: 300_000 });
+    await runScript('queue-fills.ts', ['--count', '60', '--accounts', String(count), '--seed', '4', '--quiet'], { LOG_LEVEL: 'error' });
+    await waitFor('fill-publisher to restore and apply the fills', async () => ((await fillPublisher.metrics()).consumed >= 60 ? true : undefined), 3_600_000, 1_000).catch(() => undefined);
+    const fpMetrics = await fillPublisher.metrics();
+    report(`${fmt(count)} accounts: fill-publisher's restore (in memory)`, `${((performance.now() - started) / 1000).toFixed(1)} s`, `peak RSS ${mb(fpMetrics.peakRssBytes)}; fills applied ${fpMetrics.consumed}`);
+    await fillPublisher.stop('SIGKILL');
+  }
+}
+
+// 4. reconcile's fills/s.
+if (PARTS.has('reconcile')) {
+  const count = Number(values['reconcile-fills']);
+  process.stderr.write(`reconcile: ${fmt(count)} fills...\n`);
+  await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
+  await runScript('queue-fills.ts', ['--count', String(count), '--accounts', '100000', '--seed', '6', '--quiet'], { LOG_LEVEL: 'error' });
+  const held = await topicEndOffsets(kafka, TOPICS.fills);
+  const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: baseEnv, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await new Promise((resolve) => child.once('exit', resolve));
+  const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s\)/.exec(out);
+  report('reconcile (fills topic, no InfluxDB)', line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
+}
+
+figures.print();
+rmSync(storeRoot, { recursive: true, force: true });
+process.exit(0);

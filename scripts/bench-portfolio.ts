@@ -13,7 +13,7 @@
  *     [--accounts 1000000,10000000] [--connections 50] [--reconcile-fills 2000000]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,6 +49,18 @@ const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
 const storeRoot = mkdtempSync(join(tmpdir(), 'bench-portfolio-'));
 const percentile = (sorted: readonly number[], p: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!);
 const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+function findExecutable(name: string): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(':')) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
 
 async function startPortfolio(group: string, port: number): Promise<ServiceProcess> {
   return startService('portfolio', { env: { ...baseEnv, GROUP_ID: group, PORTFOLIO_PORT: String(port), PORTFOLIO_STORE_DIR: storeRoot }, readyTimeoutMs: 300_000 });
@@ -194,7 +206,24 @@ if (PARTS.has('http')) {
     duration: Number(values['http-seconds']),
     requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: `/accounts/${1 + Math.floor(Math.random() * accounts)}` }) }],
   });
-  report('GET /accounts/{id}, random accounts', `${fmt(result.requests.average)} req/s`, `${values.connections} connections, ${values['http-seconds']} s, ${fmt(accounts)} accounts; latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms; non-2xx ${result.non2xx}, errors ${result.errors}`);
+  report('GET /accounts/{id}, random accounts (autocannon, in this process)', `${fmt(result.requests.average)} req/s`, `${values.connections} connections, ${values['http-seconds']} s, ${fmt(accounts)} accounts; latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms; non-2xx ${result.non2xx}, errors ${result.errors}`);
+  // wrk (Debian's, when installed): a load generator in C, so less of the two cores goes to it.
+  const wrk = findExecutable('wrk');
+  if (wrk !== undefined) {
+    const script = join(storeRoot, 'random-accounts.lua');
+    writeFileSync(script, `math.randomseed(os.time())\nrequest = function() return wrk.format("GET", "/accounts/" .. math.random(1, ${accounts})) end\n`);
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(wrk, ['-t2', `-c${values.connections}`, `-d${values['http-seconds']}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+      child.once('exit', () => resolve(text));
+    });
+    const rate = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
+    const p50 = /50%\s+(\S+)/.exec(out)?.[1];
+    const p99 = /99%\s+(\S+)/.exec(out)?.[1];
+    const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0';
+    report('GET /accounts/{id}, random accounts (wrk)', `${fmt(Number(rate))} req/s`, `2 threads, ${values.connections} connections, ${values['http-seconds']} s; latency p50 ${p50}, p99 ${p99}; non-2xx ${non2xx}`);
+  }
   await portfolio.stop();
 }
 

@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
-import { INSTRUMENTS } from './lib/market.ts';
+import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
 import { freePort, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 
@@ -258,7 +258,7 @@ async function producePrices(): Promise<void> {
   const producer = kafka.producer();
   await producer.connect();
   const now = Date.now() / 1000;
-  await producer.send({ topic: TOPICS.prices, acks: -1, messages: INSTRUMENTS.map((i) => ({ key: i.symbol, value: JSON.stringify({ symbol: i.symbol, exchange: i.exchange, bid: i.price, ask: i.price + 0.02, timestamp: now }) })) });
+  await producer.send({ topic: TOPICS.prices, acks: -1, messages: instrumentPrices(now) });
   await producer.disconnect();
 }
 
@@ -293,10 +293,22 @@ if (PARTS.has('accounts')) {
     started = performance.now();
     const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${group}-fp` }, readyTimeoutMs: 300_000 });
     await runScript('queue-fills.ts', ['--count', '60', '--accounts', String(count), '--seed', '4', '--quiet'], { LOG_LEVEL: 'error' });
-    await waitFor('fill-publisher to restore and apply the fills', async () => ((await fillPublisher.metrics()).consumed >= 60 ? true : undefined), 3_600_000, 1_000).catch(() => undefined);
-    const fpMetrics = await fillPublisher.metrics();
-    report(`${fmt(count)} accounts: fill-publisher's restore (in memory)`, `${((performance.now() - started) / 1000).toFixed(1)} s`, `peak RSS ${mb(fpMetrics.peakRssBytes)}; fills applied ${fpMetrics.consumed}`);
-    await fillPublisher.stop('SIGKILL');
+    let outcome = '';
+    for (;;) {
+      if (fillPublisher.child.exitCode !== null || fillPublisher.child.signalCode !== null) {
+        const oom = /heap out of memory|Ineffective mark-compacts/.test(fillPublisher.output());
+        outcome = `it died (${fillPublisher.child.signalCode ?? `exit ${fillPublisher.child.exitCode}`}${oom ? ', JavaScript heap out of memory' : ''}) after ${((performance.now() - started) / 1000).toFixed(1)} s`;
+        break;
+      }
+      const m = await fillPublisher.metrics().catch(() => undefined);
+      if (m !== undefined && m.consumed >= 60) {
+        outcome = `${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${mb(m.peakRssBytes)}`;
+        break;
+      }
+      await sleep(1_000);
+    }
+    report(`${fmt(count)} accounts: fill-publisher's restore (in memory)`, outcome, 'until the 60 fills produced after its start are applied');
+    if (fillPublisher.child.exitCode === null) await fillPublisher.stop('SIGKILL');
   }
 }
 

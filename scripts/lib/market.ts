@@ -35,3 +35,8 @@ export const INSTRUMENTS: readonly Instrument[] = [
 ];
 
 export const ORIGINAL_SYMBOLS = ['VTI', 'IVE', 'IWS'] as const;
+
+/** A price of every instrument (bid at its price, ask 2 cents above) as `prices` records. */
+export function instrumentPrices(timestamp: number): { key: string; value: string }[] {
+  return INSTRUMENTS.map((i) => ({ key: i.symbol, value: JSON.stringify({ symbol: i.symbol, exchange: i.exchange, bid: i.price, ask: i.price + 0.02, timestamp }) }));
+}

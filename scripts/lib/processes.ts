@@ -131,3 +131,15 @@ export async function runScript(script: string, args: readonly string[], env: Re
   if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}:\n${stderr}`);
   return stderr;
 }
+
+/** Runs a program to its end: its exit code and everything it wrote. */
+export async function runCommand(argv: readonly string[], env: Record<string, string | undefined> = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [command, ...args] = argv;
+  const child = spawn(command!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { code, stdout, stderr };
+}

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createKafka, createLogger, decodeMessage, Fill, InfluxClient, kafkaEnv, parseEnv, PortfolioOrder, TOPICS, type Kafka } from '@tradeflow/shared';
+import { createKafka, createLogger, decodeMessage, InfluxClient, kafkaEnv, parseEnv, PortfolioOrder, TOPICS, type Kafka } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
@@ -23,7 +23,7 @@ import type { Toolchain } from '../../scripts/lib/compose/images.ts';
 import { freePort, REPO, sleep, waitFor } from '../../scripts/lib/processes.ts';
 import { panelQueries, substituteMacros } from '../checks/dashboards.ts';
 import { runInfraScript } from './infra.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll, readFills } from './order-checks.ts';
 
 const COMPOSE_FILE = join(REPO, 'docker-compose.yml');
 const workDir = mkdtempSync(join(tmpdir(), 'tradeflow-compose-'));
@@ -159,7 +159,7 @@ describe('docker-compose.yml, run as compose runs it', () => {
     const fills = await waitFor(
       'a fill for every component order',
       async () => {
-        const all = (await readAll(kafka, TOPICS.fills)).map((r) => decodeMessage(Fill, r.value)).flatMap((d) => (d.ok ? [d.value] : []));
+        const all = await readFills(kafka);
         return all.length >= expected.size ? all : undefined;
       },
       180_000,

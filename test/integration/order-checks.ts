@@ -1,5 +1,5 @@
 /** What every order-flow test checks at the end: each component filled once, positions equal to their fills. */
-import { readPartitionsToEnd, TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared';
+import { decodeMessage, Fill, readPartitionsToEnd, TOPICS, type Kafka, type Position } from '@tradeflow/shared';
 import { expect } from 'vitest';
 import { uniqueName } from './helpers.ts';
 
@@ -11,6 +11,14 @@ export async function readAll(kafka: Kafka, topic: string): Promise<{ key: strin
   await admin.disconnect();
   const entries = await readPartitionsToEnd(kafka, topic, partitions, uniqueName('reader'));
   return [...entries.values()].flat();
+}
+
+/** Every committed fill, per partition in offset order. */
+export async function readFills(kafka: Kafka): Promise<Fill[]> {
+  return (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
+    const fill = decodeMessage(Fill, r.value);
+    return fill.ok ? [fill.value] : [];
+  });
 }
 
 /** The latest snapshot of each account in the compacted positions topic. */

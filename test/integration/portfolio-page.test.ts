@@ -8,12 +8,12 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Fill, TOPICS, decodeMessage, type Kafka } from '@tradeflow/shared';
+import { TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INSTRUMENTS } from '../../scripts/lib/market.ts';
+import { INSTRUMENTS, instrumentPrices } from '../../scripts/lib/market.ts';
 import { freePort, REPO } from '../../scripts/lib/processes.ts';
-import { readAll, sumFills } from './order-checks.ts';
+import { readFills, sumFills } from './order-checks.ts';
 import { resetTopics, runScript, startService, stopAllServices, testKafka, uniqueName, waitFor } from './helpers.ts';
 
 const exec = promisify(execFile);
@@ -23,11 +23,6 @@ let url: string;
 let fills: Fill[] = [];
 const storeRoot = mkdtempSync(join(tmpdir(), 'portfolio-page-'));
 
-const readFills = async () =>
-  (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
-    const f = decodeMessage(Fill, r.value);
-    return f.ok ? [f.value] : [];
-  });
 
 beforeAll(async () => {
   const { stdout } = await exec('bash', [`${REPO}/scripts/infra/chromium.sh`], { timeout: 600_000 });
@@ -36,12 +31,7 @@ beforeAll(async () => {
   await resetTopics(kafka);
   const producer = kafka.producer({ idempotent: true });
   await producer.connect();
-  const now = Math.floor(Date.now() / 1000);
-  await producer.send({
-    topic: TOPICS.prices,
-    acks: -1,
-    messages: INSTRUMENTS.map((i) => ({ key: i.symbol, value: JSON.stringify({ symbol: i.symbol, exchange: i.exchange, bid: i.price, ask: i.price + 0.02, timestamp: now }) })),
-  });
+  await producer.send({ topic: TOPICS.prices, acks: -1, messages: instrumentPrices(Math.floor(Date.now() / 1000)) });
   await producer.disconnect();
   const group = uniqueName('it-page');
   await startService('fill-publisher', { GROUP_ID: `${group}-fills` });
@@ -50,7 +40,7 @@ beforeAll(async () => {
   url = `http://127.0.0.1:${port}`;
   await runScript('queue-executions.ts', ['--count', '60', '--accounts', '3', '--allocations', '--seed', '8', '--quiet']);
   fills = await waitFor('the fills', async () => {
-    const all = await readFills();
+    const all = await readFills(kafka);
     return all.length >= 60 ? all : undefined;
   }, 120_000, 1_000);
   // The flags a sandboxed machine needs: no sandbox as root, no background network (its calls are refused).

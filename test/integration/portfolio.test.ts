@@ -7,11 +7,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Fill, TOPICS, decodeMessage, type Kafka } from '@tradeflow/shared';
+import { TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INSTRUMENTS } from '../../scripts/lib/market.ts';
+import { INSTRUMENTS, instrumentPrices } from '../../scripts/lib/market.ts';
 import { freePort } from '../../scripts/lib/processes.ts';
-import { readAll, sumFills } from './order-checks.ts';
+import { readFills, sumFills } from './order-checks.ts';
 import { resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
@@ -40,12 +40,7 @@ const get = async (url: string) => {
 async function producePrices(): Promise<void> {
   const producer = kafka.producer({ idempotent: true });
   await producer.connect();
-  const now = Math.floor(Date.now() / 1000);
-  await producer.send({
-    topic: TOPICS.prices,
-    acks: -1,
-    messages: INSTRUMENTS.map((i) => ({ key: i.symbol, value: JSON.stringify({ symbol: i.symbol, exchange: i.exchange, bid: i.price, ask: i.price + 0.02, timestamp: now }) })),
-  });
+  await producer.send({ topic: TOPICS.prices, acks: -1, messages: instrumentPrices(Math.floor(Date.now() / 1000)) });
   await producer.disconnect();
 }
 
@@ -93,17 +88,11 @@ beforeAll(async () => {
   first = await startPortfolio();
   await runScript('queue-executions.ts', ['--count', '400', '--accounts', String(ACCOUNTS), '--allocations', '--seed', '3', '--quiet']);
   fills = await waitFor('every fill', async () => {
-    const all = (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
-      const fill = decodeMessage(Fill, r.value);
-      return fill.ok ? [fill.value] : [];
-    });
+    const all = await readFills(kafka);
     return all.length >= 400 ? all : undefined;
   }, 120_000, 1_000);
   await sleep(2_000);
-  fills = (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
-    const fill = decodeMessage(Fill, r.value);
-    return fill.ok ? [fill.value] : [];
-  });
+  fills = await readFills(kafka);
 });
 
 afterAll(async () => {
@@ -166,10 +155,7 @@ describe('portfolio service', () => {
     while (!seen.some((e) => e.fills === before + 1)) seen = await events(seen.length + 1);
     expect(seen.at(-1)!.fills).toBe(before + 1);
     controller.abort();
-    fills = (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
-      const fill = decodeMessage(Fill, r.value);
-      return fill.ok ? [fill.value] : [];
-    });
+    fills = await readFills(kafka);
   });
 
   it('two instances in one group: each holds some partitions, and either answers for every account the same', async () => {

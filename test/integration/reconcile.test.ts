@@ -3,11 +3,10 @@
  * and fails, naming the account and the amounts, on a missing InfluxDB point and on a corrupted
  * positions snapshot.
  */
-import { spawn } from 'node:child_process';
-import { Fill, partitionFor, Position, TOPICS, decodeMessage, type InfluxClient, type Kafka } from '@tradeflow/shared';
+import { partitionFor, TOPICS, type Fill, type InfluxClient, type Kafka, type Position } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from '../../scripts/lib/processes.ts';
-import { latestPositionsOfAll, readAll } from './order-checks.ts';
+import { REPO, runCommand } from '../../scripts/lib/processes.ts';
+import { latestPositionsOfAll, readFills } from './order-checks.ts';
 import { brokers, countPoints, influxCredentials, influxDatabase, influxUrl, resetTopics, runScript, startService, stopAllServices, testKafka, uniqueName, waitFor } from './helpers.ts';
 
 let kafka: Kafka;
@@ -15,19 +14,11 @@ let influx: InfluxClient;
 const database = uniqueName('reconcile');
 let fills: Fill[] = [];
 
-async function reconcile(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function reconcile(...args: string[]) {
   const { username, password } = influxCredentials();
-  const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, ...args], {
-    // Small fetches: every partition takes many batches, as a real history does.
-    env: { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password, RECONCILE_FETCH_BYTES: '2048' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { code, stdout, stderr };
+  // Small fetches: every partition takes many batches, as a real history does.
+  const env = { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password, RECONCILE_FETCH_BYTES: '2048' };
+  return runCommand([process.execPath, `${REPO}/scripts/reconcile.ts`, ...args], env);
 }
 
 beforeAll(async () => {
@@ -39,10 +30,7 @@ beforeAll(async () => {
   await startService('influx-writer', { GROUP_ID: `${group}-writer`, INFLUX_DB: database, INFLUX_TOPICS: TOPICS.fills });
   await runScript('queue-executions.ts', ['--count', '300', '--accounts', '25', '--allocations', '--seed', '5', '--quiet']);
   fills = await waitFor('300 fills', async () => {
-    const all = (await readAll(kafka, TOPICS.fills)).flatMap((r) => {
-      const f = decodeMessage(Fill, r.value);
-      return f.ok ? [f.value] : [];
-    });
+    const all = await readFills(kafka);
     return all.length >= 300 ? all : undefined;
   }, 120_000, 1_000);
   await waitFor('positions and InfluxDB to hold every fill', async () => {

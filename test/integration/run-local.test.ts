@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, PortfolioOrder, TOPICS, type Kafka } from '@tradeflow/shared';
+import { createKafka, createLogger, decodeMessage, kafkaEnv, parseEnv, PortfolioOrder, TOPICS, type Kafka } from '@tradeflow/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { freePort, REPO, sleep, waitFor } from '../../scripts/lib/processes.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll, readFills } from './order-checks.ts';
 
 interface RunLocal {
   readonly child: ChildProcess;
@@ -93,10 +93,7 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
   const fills = await waitFor(
     'a fill for every component order',
     async () => {
-      const all = (await readAll(run.kafka, TOPICS.fills)).flatMap((r) => {
-        const fill = decodeMessage(Fill, r.value);
-        return fill.ok ? [fill.value] : [];
-      });
+      const all = await readFills(run.kafka);
       return all.length >= expected.size ? all : undefined;
     },
     300_000,
@@ -105,10 +102,7 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
     throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
   });
   await sleep(2_000);
-  const settled = (await readAll(run.kafka, TOPICS.fills)).flatMap((r) => {
-    const fill = decodeMessage(Fill, r.value);
-    return fill.ok ? [fill.value] : [];
-  });
+  const settled = await readFills(run.kafka);
   expect(settled.length).toBe(fills.length);
   expectExactlyOnce(settled, expected);
   const positions = await waitFor('positions to account for every fill', async () => {

@@ -1,22 +1,13 @@
 /** scripts/topics.ts, the broker inspection for runs without Kafka UI, on the real broker. */
-import { spawn } from 'node:child_process';
 import { deadLetter, TOPICS, type Kafka } from '@tradeflow/shared';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from '../../scripts/lib/processes.ts';
+import { REPO, runCommand } from '../../scripts/lib/processes.ts';
 import { brokers, resetTopics, testKafka, uniqueName } from './helpers.ts';
 
 let kafka: Kafka;
 const group = uniqueName('it-topics');
 
-async function topicsCommand(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [`${REPO}/scripts/topics.ts`, ...args], { env: { ...process.env, KAFKA_BROKERS: brokers() }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { code, stdout, stderr };
-}
+const topicsCommand = (...args: string[]) => runCommand([process.execPath, `${REPO}/scripts/topics.ts`, ...args], { ...process.env, KAFKA_BROKERS: brokers() });
 
 beforeAll(async () => {
   kafka = testKafka();

@@ -107,14 +107,20 @@ export async function startService(name: string, options: StartOptions): Promise
       return { ...result, ms: Date.now() - started };
     },
   };
-  await waitFor(
-    `${name} to serve /metrics`,
-    async () => {
-      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
-      return (await service.metrics()).service === name ? true : undefined;
-    },
-    options.readyTimeoutMs ?? 60_000,
-  );
+  try {
+    await waitFor(
+      `${name} to serve /metrics`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
+        return (await service.metrics()).service === name ? true : undefined;
+      },
+      options.readyTimeoutMs ?? 60_000,
+    );
+  } catch (error) {
+    // Not ready in time: it is not left running behind the caller's back.
+    await service.stop('SIGKILL');
+    throw error;
+  }
   return service;
 }
 

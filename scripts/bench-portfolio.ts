@@ -323,8 +323,8 @@ if (PARTS.has('reconcile')) {
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   await new Promise((resolve) => child.once('exit', resolve));
-  const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s\)/.exec(out);
-  report('reconcile (fills topic, no InfluxDB)', line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
+  const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s; ([\d,]+)\/s from the first/.exec(out);
+  report('reconcile (fills topic, no InfluxDB)', line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
 }
 
 figures.print();

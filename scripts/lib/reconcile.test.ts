@@ -1,6 +1,6 @@
 import type { Fill, Position } from '@tradeflow/shared';
 import { describe, expect, it } from 'vitest';
-import { comparePositions, describeDifference, InfluxComparison, Recomputation } from './reconcile.ts';
+import { comparePositions, describeDifference, InfluxComparison, readFill, Recomputation } from './reconcile.ts';
 
 const fill = (taxpayer: number, n: number, symbol: string, shares: number, cash: number): Fill => ({
   taxpayer_id: taxpayer,
@@ -27,7 +27,22 @@ describe('reconciliation', () => {
     const r = new Recomputation();
     for (const f of fills) r.add(f);
     expect(r.fills).toBe(4);
-    expect(r.accounts.get(1)).toEqual({ shares: new Map([['IVE', 300_000n], ['VTI', -1_000_000n]]), cash: 6_999_997n, fills: 3 });
+    expect(r.accounts.get(1)).toEqual({ shares: new Map([['IVE', 300_000], ['VTI', -1_000_000]]), cash: 6_999_997, fills: 3 });
+  });
+
+  it('sums on exactly past 2^53 micro-units, as a bigint', () => {
+    const r = new Recomputation();
+    // 5 × 3 billion dollars: 1.5e16 micro-units, more than Number.MAX_SAFE_INTEGER (9.007e15).
+    for (let i = 0; i < 5; i++) r.add(fill(9, 100 + i, 'IVE', 1, 3_000_000_000.000001));
+    expect(r.accounts.get(9)!.cash).toBe(15_000_000_000_000_005n);
+    expect(r.accounts.get(9)!.shares.get('IVE')).toBe(5_000_000);
+  });
+
+  it('reads the fields it needs from a fill, and says what is wrong with one it cannot', () => {
+    expect(readFill(Buffer.from(JSON.stringify(fills[0])))).toEqual({ ok: true, value: fills[0] });
+    expect(readFill(Buffer.from('{"taxpayer_id": 0}'))).toEqual({ ok: false, reason: 'taxpayer_id: must be a positive integer' });
+    expect(readFill(Buffer.from(JSON.stringify({ ...fills[0], delta_cash_position: '1' })))).toEqual({ ok: false, reason: 'delta_cash_position: must be a number' });
+    expect(readFill(Buffer.from('{"taxpayer'))).toMatchObject({ ok: false, reason: expect.stringMatching(/^not JSON/) });
   });
 
   it('finds no difference where the snapshots equal their fills', () => {

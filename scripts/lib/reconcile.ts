@@ -4,12 +4,54 @@
  * latest `positions` snapshots and with the fills InfluxDB stored. Pure: the reading is in
  * scripts/reconcile.ts.
  */
-import { fromMicros, toMicros, type Fill, type Position } from '@tradeflow/shared';
+import { toMicros, type Fill, type Position } from '@tradeflow/shared';
+
+/**
+ * An exact sum of micro-units: a number while it is a safe integer (fast), a bigint beyond (exact
+ * still). Micro-units of a value are Math.round(value × 10^6), as toMicros takes them.
+ */
+export type Exact = number | bigint;
+
+export function addMicros(sum: Exact, value: number): Exact {
+  const micros = Math.round(value * 1e6);
+  if (typeof sum === 'bigint') return sum + BigInt(micros);
+  const next = sum + micros;
+  return Number.isSafeInteger(next) ? next : BigInt(sum) + BigInt(micros);
+}
+
+const asNumber = (x: Exact): number => Number(x) / 1e6;
 
 export interface Recomputed {
-  readonly shares: Map<string, bigint>;
-  cash: bigint;
+  readonly shares: Map<string, Exact>;
+  cash: Exact;
   fills: number;
+}
+
+/** The fields of a fill that reconciliation sums and compares. */
+export type ReconciledFill = Pick<Fill, 'taxpayer_id' | 'fill_id' | 'symbol' | 'filled_amount' | 'delta_shares_position' | 'delta_cash_position' | 'timestamp'>;
+
+/**
+ * A fill record's bytes → the fields reconciliation needs, each checked for its type, or the reason
+ * why not. Lighter than the Fill schema (whose producer validated the rest): the batch path reads
+ * a whole history.
+ */
+export function readFill(bytes: Buffer | null): { ok: true; value: ReconciledFill } | { ok: false; reason: string } {
+  if (bytes === null || bytes.length === 0) return { ok: false, reason: 'empty message' };
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+  } catch (error) {
+    return { ok: false, reason: `not JSON: ${(error as Error).message}` };
+  }
+  if (typeof json !== 'object' || json === null) return { ok: false, reason: 'not a JSON object' };
+  const { taxpayer_id, fill_id, symbol, filled_amount, delta_shares_position, delta_cash_position, timestamp } = json;
+  if (!Number.isSafeInteger(taxpayer_id) || (taxpayer_id as number) <= 0) return { ok: false, reason: 'taxpayer_id: must be a positive integer' };
+  if (typeof fill_id !== 'string' || fill_id === '') return { ok: false, reason: 'fill_id: must be a string' };
+  if (typeof symbol !== 'string' || symbol === '') return { ok: false, reason: 'symbol: must be a string' };
+  for (const [name, value] of [['filled_amount', filled_amount], ['delta_shares_position', delta_shares_position], ['delta_cash_position', delta_cash_position], ['timestamp', timestamp]] as const) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) return { ok: false, reason: `${name}: must be a number` };
+  }
+  return { ok: true, value: json as unknown as ReconciledFill };
 }
 
 export type Difference =
@@ -24,11 +66,11 @@ export class Recomputation {
   readonly accounts = new Map<number, Recomputed>();
   fills = 0;
 
-  add(fill: Fill): void {
+  add(fill: ReconciledFill): void {
     let account = this.accounts.get(fill.taxpayer_id);
-    if (account === undefined) this.accounts.set(fill.taxpayer_id, (account = { shares: new Map(), cash: 0n, fills: 0 }));
-    account.shares.set(fill.symbol, (account.shares.get(fill.symbol) ?? 0n) + toMicros(fill.delta_shares_position));
-    account.cash += toMicros(fill.delta_cash_position);
+    if (account === undefined) this.accounts.set(fill.taxpayer_id, (account = { shares: new Map(), cash: 0, fills: 0 }));
+    account.shares.set(fill.symbol, addMicros(account.shares.get(fill.symbol) ?? 0, fill.delta_shares_position));
+    account.cash = addMicros(account.cash, fill.delta_cash_position);
     account.fills++;
     this.fills++;
   }
@@ -43,16 +85,14 @@ export function comparePositions(recomputed: ReadonlyMap<number, Recomputed>, sn
       differences.push({ kind: 'no snapshot', taxpayer_id: taxpayer, fills: account.fills });
       continue;
     }
-    const differ = (field: string, fromFills: bigint | number, inSnapshot: bigint | number) => {
-      if (fromFills !== inSnapshot) {
-        const number = (x: bigint | number) => (typeof x === 'bigint' ? fromMicros(x) : x);
-        differences.push({ kind: 'position differs', taxpayer_id: taxpayer, field, from_fills: number(fromFills), snapshot: number(inSnapshot) });
-      }
+    /** Micro-units compared exactly (as bigints). */
+    const differ = (field: string, fromFills: Exact, inSnapshot: number) => {
+      if (BigInt(fromFills) !== toMicros(inSnapshot)) differences.push({ kind: 'position differs', taxpayer_id: taxpayer, field, from_fills: asNumber(fromFills), snapshot: inSnapshot });
     };
-    differ('fills', account.fills, snapshot.fills);
-    differ('cash', account.cash, toMicros(snapshot.cash));
+    if (account.fills !== snapshot.fills) differences.push({ kind: 'position differs', taxpayer_id: taxpayer, field: 'fills', from_fills: account.fills, snapshot: snapshot.fills });
+    differ('cash', account.cash, snapshot.cash);
     const symbols = new Set([...account.shares.keys(), ...Object.keys(snapshot.shares)]);
-    for (const symbol of [...symbols].sort()) differ(`shares ${symbol}`, account.shares.get(symbol) ?? 0n, toMicros(snapshot.shares[symbol] ?? 0));
+    for (const symbol of [...symbols].sort()) differ(`shares ${symbol}`, account.shares.get(symbol) ?? 0, snapshot.shares[symbol] ?? 0);
   }
   for (const [taxpayer, snapshot] of [...snapshots].sort((a, b) => a[0] - b[0])) {
     if (!recomputed.has(taxpayer) && snapshot.fills > 0) differences.push({ kind: 'snapshot without fills', taxpayer_id: taxpayer, snapshot_fills: snapshot.fills });
@@ -78,7 +118,7 @@ export class InfluxComparison {
     this.stored = new Map([...stored].map((f) => [f.fill_id, f]));
   }
 
-  check(fill: Fill): void {
+  check(fill: ReconciledFill): void {
     if (!this.stored.delete(fill.fill_id)) this.missing.push({ kind: 'missing in InfluxDB', taxpayer_id: fill.taxpayer_id, fill_id: fill.fill_id, amount: fill.filled_amount });
   }
 

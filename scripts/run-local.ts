@@ -67,6 +67,9 @@ async function shutdown(): Promise<void> {
 }
 process.on('SIGINT', () => void shutdown());
 process.on('SIGTERM', () => void shutdown());
+// The terminal closed: stop as for Ctrl-C; what is printed then goes nowhere.
+process.on('SIGHUP', () => void shutdown());
+process.stdout.on('error', () => undefined);
 
 // Everything at once, as a machine that boots starts it: the services wait for the broker and
 // InfluxDB themselves.
@@ -125,9 +128,15 @@ while (!stopping) {
   if (stopping) break;
   const block = statusBlock(supervisor.processes, current, previous, (now - lastAt) / 1000, new Date(now));
   if (tty) {
-    // Lines no wider than the terminal: a wrapped line would throw the redraw off.
+    // Lines no wider than the terminal (a wrapped line would throw the redraw off): a service's
+    // figures go on a line of their own when its line does not fit.
     const width = Math.max(40, (process.stdout.columns ?? 200) - 1);
-    const lines = [...header, '', ...block, '', ...events].map((line) => line.slice(0, width));
+    const fitted = block.flatMap((line) => {
+      if (line.length <= width) return [line];
+      const cut = line.indexOf('  consumed');
+      return cut < 0 ? [line] : [line.slice(0, cut), `    ${line.slice(cut + 2)}`];
+    });
+    const lines = [...header, '', ...fitted, '', ...events].map((line) => line.slice(0, width));
     // Back to the top of the last block, clear to the end of the screen, draw the new one.
     process.stdout.write(`${drawnLines > 0 ? `\x1b[${drawnLines}A\r\x1b[0J` : ''}${lines.join('\n')}\n`);
     drawnLines = lines.length;

@@ -51,7 +51,8 @@ OWNER_MARKER="$INFLUX_DATA_DIR/.tradeflow-influx"
 CREDENTIALS_FILE="$INFLUX_DATA_DIR/credentials.env"
 URL="http://127.0.0.1:$INFLUX_PORT"
 
-log() { echo "[influx] $*" >&2; }
+# Never fails: after a terminal closed, stderr is gone and stopping must go on.
+log() { echo "[influx] $*" 1>&2 2>/dev/null || true; }
 die() { log "$*"; exit 1; }
 # shellcheck source-path=SCRIPTDIR source=process.sh
 . "$SCRIPT_DIR/process.sh"

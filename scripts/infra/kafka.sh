@@ -44,7 +44,8 @@ READY_LINE="Kafka Server started"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
-log() { echo "[kafka] $*" >&2; }
+# Never fails: after a terminal closed, stderr is gone and stopping must go on.
+log() { echo "[kafka] $*" 1>&2 2>/dev/null || true; }
 die() { log "$*"; exit 1; }
 # shellcheck source-path=SCRIPTDIR source=process.sh
 . "$SCRIPT_DIR/process.sh"

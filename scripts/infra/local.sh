@@ -7,11 +7,17 @@ _local_infra_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _local_infra_started=()
 
 _local_infra_cleanup() {
+  # A closed terminal may send SIGHUP again: stopping goes on regardless.
+  trap '' HUP
   for which in "${_local_infra_started[@]}"; do bash "$_local_infra_dir/$which.sh" stop || true; done
 }
 
 use_local_infra() {
   trap _local_infra_cleanup EXIT
+  # The terminal closing (SIGHUP, which the foreground program gets too): once it has stopped,
+  # exit, which stops what was started here. Ctrl-C: the program stops, and the script goes on to
+  # its end and exits 0 the same way.
+  trap 'exit 129' HUP
   if [ -z "${KAFKA_BROKERS:-}" ]; then
     if ! bash "$_local_infra_dir/kafka.sh" status >/dev/null 2>&1; then
       bash "$_local_infra_dir/kafka.sh" start

@@ -130,6 +130,20 @@ describe('./scripts/run-local.sh on a cold machine', () => {
     await expectStoppedCleanly(run);
   });
 
+  it('the terminal closing (SIGHUP to its process group) stops everything it started, as Ctrl-C does', async () => {
+    const run = await startRunLocal(['--order-rate', '20', '--tick-rate', '100']);
+    // Running, not starting: a process killed while it loads (before it handles signals) is another matter.
+    const serving = (service: string) => new RegExp(`${service} +up \\S+ pid \\d+ +restarts +0  consumed`).test(run.output());
+    await waitFor('every service to serve', async () => (['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio'].every(serving) ? true : undefined), 180_000, 500);
+    process.kill(-run.child.pid!, 'SIGHUP');
+    await run.exited;
+    for (const service of ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio']) expect(run.output()).toContain(`${service}: exited with 0`);
+    expect(run.output()).toContain('[kafka] stopped');
+    expect(run.output()).toContain('[influx] stopped');
+    expect(await portOpen(run.ports.kafka)).toBe(false);
+    expect(await portOpen(run.ports.influx)).toBe(false);
+  });
+
   it('a service SIGKILLed under run-local is started again, its restart shown, and no order is lost or filled twice', async () => {
     const run = await startRunLocal(['--order-count', '1500', '--order-rate', '100', '--tick-rate', '300']);
     const started = await waitFor('order-matcher to run', async () => /order-matcher started \(pid (\d+)\)/.exec(run.output())?.[1], 120_000, 200);

@@ -43,6 +43,8 @@ export function runService(name: string, start: (logger: Logger) => Promise<Stop
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Started from a terminal that closed: as SIGTERM, not an exit with the batch in hand.
+  process.on('SIGHUP', () => shutdown('SIGHUP'));
   process.on('unhandledRejection', (err) => {
     logger.fatal({ err }, 'unhandled promise rejection');
     process.exit(1);

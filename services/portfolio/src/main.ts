@@ -96,7 +96,9 @@ runService(SERVICE_NAME, async (logger) => {
     retryMaxMs: runnerSettings.retryMaxMs,
     startAt: ({ topic, partition }) => startAt(topic, partition, { last: env.PORTFOLIO_PRICES_RESTORE }),
     apply: async (batch) => {
-      await store.apply({ prices: decoded(batch, (b) => decodeMessage(PriceTick, b)), offsets: [{ ...batch.source, next: batch.next }] });
+      const ticks = decoded(batch, (b) => decodeMessage(PriceTick, b));
+      await store.apply({ prices: ticks, offsets: [{ ...batch.source, next: batch.next }] });
+      metrics.written += ticks.length;
     },
   });
 
@@ -133,6 +135,7 @@ runService(SERVICE_NAME, async (logger) => {
       const positions = isPositions ? decoded(batch, (b) => decodeMessage(Position, b)) : [];
       const fills = isPositions ? [] : decoded(batch, (b) => decodeMessage(Fill, b));
       await store.apply({ positions, fills, offsets: [{ ...batch.source, next: batch.next }] });
+      metrics.written += positions.length + fills.length;
       // One event per changed account watched, with the fills that changed it (when fills did).
       const changed = new Map<number, string[]>();
       for (const p of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);

@@ -742,17 +742,14 @@ export function runTransform(options: TransformOptions): Promise<RunningConsumer
 
 /** Kafka → external store, offsets committed after the store acknowledged (see the file comment). */
 export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
-  /** For what the write returns to produce; opened on first use. */
-  let producer: Promise<Producer> | undefined;
+  /** For what the write returns to produce; opened on first use (a failed opening is tried again). */
+  const producers = new Map<'out', Promise<Producer>>();
   const producerOnce = () =>
-    (producer ??= (async () => {
+    openOnce(producers, 'out', async () => {
       const p = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: defaultPartitioner });
       await p.connect();
       return p;
-    })().catch((error: unknown) => {
-      producer = undefined;
-      throw error;
-    }));
+    });
   const processLane = async (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
     const ctx = mergeBatches(entries);
     await retrying('write', ctx, options, isStopping, async () => {
@@ -773,7 +770,7 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
     options.metrics.keepLagOnly(new Set(assigned.map((tp) => `${tp.topic}-${tp.partition}`)));
   };
   const onStop = async () => {
-    if (producer !== undefined) await (await producer.catch(() => undefined))?.disconnect().catch(() => undefined);
+    for (const producer of producers.values()) await (await producer.catch(() => undefined))?.disconnect().catch(() => undefined);
   };
   return startConsumer(options, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
 }

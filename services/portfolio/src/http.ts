@@ -6,8 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Logger, ServiceMetrics } from '@tradeflow/shared';
-import { partitionFor } from '@tradeflow/shared';
+import { partitionFor, type Logger, type ServiceMetrics } from '@tradeflow/shared';
 import type { PortfolioStore } from './store.ts';
 import { valuePosition, type Valuation } from './valuation.ts';
 

@@ -72,11 +72,14 @@ export class PortfolioStore {
       // A fill goes into the next slot of its account's ring (the oldest one's), so writing one
       // costs the same however many an account has. (Fills are not applied twice: reading goes on
       // from the offset after the last batch applied.)
+      const counts = new Map<number, number>();
       for (const fill of batch.fills ?? []) {
-        const count = (this.fills.get([fill.taxpayer_id, -1]) as number | undefined) ?? 0;
+        const count = counts.get(fill.taxpayer_id) ?? (this.fills.get([fill.taxpayer_id, -1]) as number | undefined) ?? 0;
         this.fills.put([fill.taxpayer_id, count % this.recentFills], fill);
-        this.fills.put([fill.taxpayer_id, -1], count + 1);
+        counts.set(fill.taxpayer_id, count + 1);
       }
+      // Each account's count once per batch, not once per fill.
+      for (const [account, count] of counts) this.fills.put([account, -1], count);
       for (const tick of batch.prices ?? []) {
         const current = this.prices.get(tick.symbol);
         if (current === undefined || tick.timestamp >= current.timestamp) this.prices.put(tick.symbol, tick);

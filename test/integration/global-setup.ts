@@ -6,7 +6,7 @@
  * The suite never skips for want of infrastructure: if none can be had, setup fails.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
 import { INFLUX_TEST_PORT, KAFKA_TEST_PORT, parseCredentials, REPO, runInfraScript, type InfluxCredentials, type InfraMode } from './infra.ts';
@@ -87,6 +87,8 @@ async function startContainers(project: TestProject): Promise<() => Promise<void
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // fill-publisher's position stores of an earlier run (see helpers.ts STATE_DIR).
+  rmSync(`${REPO}/.local/integration-state`, { recursive: true, force: true });
   const brokers = process.env['KAFKA_BROKERS'];
   const influxUrl = process.env['INFLUX_URL'];
   if (brokers !== undefined && brokers !== '' && influxUrl !== undefined && influxUrl !== '') {

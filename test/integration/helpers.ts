@@ -1,5 +1,6 @@
 /** Real processes, a real broker and a real InfluxDB for the integration suite. */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import {
   createKafka,
   createLogger,
@@ -11,6 +12,7 @@ import {
 } from '@tradeflow/shared';
 import { inject } from 'vitest';
 import { resetTopics as resetAllTopics } from '../../scripts/lib/admin.ts';
+import { REPO } from './infra.ts';
 import {
   runScript as runScriptProcess,
   sleep,
@@ -36,6 +38,9 @@ export const uniqueName = (prefix: string) => `${prefix}_${randomUUID().slice(0,
 
 export const resetTopics = (kafka: Kafka) => resetAllTopics(kafka, quietLogger);
 
+/** fill-publisher's position stores: one directory per group under this one, emptied when the suite starts. */
+export const STATE_DIR = join(REPO, '.local', 'integration-state');
+
 const running = new Set<ServiceProcess>();
 let started = 0;
 
@@ -49,6 +54,7 @@ export async function startService(name: string, env: Record<string, string>): P
       INFLUX_PASSWORD: influxCredentials().password,
       LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'info',
       RETRY_MAX_MS: '1000',
+      FILL_PUBLISHER_STATE_DIR: STATE_DIR,
       ...env,
     },
     ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}-${++started}.log` }),

@@ -15,6 +15,7 @@ import {
   createLogger,
   partitionFor,
   readPartitionsToEnd,
+  restoreAll,
   runStateful,
   runTransform,
   ServiceMetrics,
@@ -221,11 +222,11 @@ describe('stateful stage applying its own outputs', () => {
       slots: 2,
       fetchMaxWaitMs: 50,
       handler: {
-        restore: (entries) => {
+        restore: restoreAll((entries) => {
           const tally: Tally = { count: 0, inline: 0 };
           for (const { key, value } of entries) if ((key === 'count' || key === 'inline') && value !== null) tally[key] = Number(value.toString());
           return tally;
-        },
+        }),
         process: (tally, records, source) => {
           if (source.topic === TOPICS.ticks) {
             return { outputs: records.map((r) => ({ topic: TOPICS.prices, key: `k-${r.value!.toString()}`, value: r.value! })), changelog: [] };

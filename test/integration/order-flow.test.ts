@@ -2,12 +2,15 @@
  * The order flow on a real broker: orders → order-matcher (split, match) → executions →
  * fill-publisher → fills and positions, exactly once even when services are killed or rebalanced.
  */
+import { rmSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
 import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll } from './order-checks.ts';
-import { readTopic, resetTopics, runScript, sleep, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
+import { readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
 
@@ -121,7 +124,7 @@ describe('order flow under failure', () => {
   const ORDERS = 50_000;
 
   /** Starts a 50,000-order run whose prices are all fresh; returns the component orders it must fill. */
-  async function startRun(seed: number, rate: number): Promise<{ expected: Set<string>; feed: Promise<string> }> {
+  async function startRun(seed: number, rate: number, orders = ORDERS): Promise<{ expected: Set<string>; feed: Promise<string> }> {
     const start = Math.floor(Date.now() / 1000) - 600;
     await produce(
       TOPICS.prices,
@@ -129,11 +132,11 @@ describe('order flow under failure', () => {
     );
     let sequence = 0;
     const expected = new Set<string>();
-    for (const message of generateOrders({ count: ORDERS, seed, accounts: 1000, symbols: SYMBOLS, timestamp: () => start + sequence++ * 0.001 })) {
+    for (const message of generateOrders({ count: orders, seed, accounts: 1000, symbols: SYMBOLS, timestamp: () => start + sequence++ * 0.001 })) {
       for (const component of splitPortfolioOrder(message.order as never)) expected.add(component.component_order_id);
     }
     const feed = runScript('queue-orders.ts', [
-      '--count', String(ORDERS), '--seed', String(seed), '--accounts', '1000', '--symbols', SYMBOLS.join(','),
+      '--count', String(orders), '--seed', String(seed), '--accounts', '1000', '--symbols', SYMBOLS.join(','),
       '--start-time', String(start), '--spacing', '0.001', '--rate', String(rate), '--quiet',
     ]);
     return { expected, feed };
@@ -203,6 +206,56 @@ describe('order flow under failure', () => {
 
     await feed;
     const { fills, positions } = await settle(expected.size);
+    expectExactlyOnce(fills, expected);
+    expectPositionsEqualFills(positions, fills);
+  });
+
+  it("fill-publisher's positions store: a restart opens it (no changelog read), SIGKILL loses nothing, a lost store is restored from the changelog", async () => {
+    const group = uniqueName('it');
+    const fillsEnv = { GROUP_ID: `${group}-fills` };
+    await startService('order-matcher', { GROUP_ID: `${group}-matcher` });
+    let fillPublisher = await startService('fill-publisher', fillsEnv);
+    const expected = new Set<string>();
+    const run = async (seed: number, orders: number, during?: () => Promise<void>) => {
+      const started = await startRun(seed, 5_000, orders);
+      for (const id of started.expected) expected.add(id);
+      await during?.();
+      await started.feed;
+      return settle(expected.size);
+    };
+    const admin = kafka.admin();
+    await admin.connect();
+    const partitions = (await admin.fetchTopicMetadata({ topics: [TOPICS.fills] })).topics[0]!.partitions.length;
+    await admin.disconnect();
+    const logLines = (service: ServiceProcess, message: string) => service.output().split('\n').filter((line) => line.includes(`"msg":"${message}`));
+
+    await run(41, 10_000);
+    expect((await fillPublisher.stop('SIGTERM')).code).toBe(0);
+    fillPublisher = await startService('fill-publisher', fillsEnv);
+    await run(42, 10_000, async () => {
+      await waitFor('fill-publisher to take the new fills', async () => ((await fillPublisher.metrics()).consumed > 0 ? true : undefined), 300_000, 100);
+    });
+    // Every task opened from the store as of the committed offsets; not one changelog record read.
+    expect(logLines(fillPublisher, 'task state opened from the local store')).toHaveLength(partitions);
+    expect(logLines(fillPublisher, 'task state restored')).toEqual([]);
+
+    const killed = run(43, 20_000, async () => {
+      await waitFor('fill-publisher mid-run', async () => ((await fillPublisher.metrics()).consumed > 2_000 ? true : undefined), 300_000, 50);
+      expect((await fillPublisher.stop('SIGKILL')).signal).toBe('SIGKILL');
+      fillPublisher = await startService('fill-publisher', fillsEnv);
+    });
+    let { fills, positions } = await killed;
+    expectExactlyOnce(fills, expected);
+    expectPositionsEqualFills(positions, fills);
+
+    // The store is gone (a new container without its volume): every task is restored from positions.
+    expect((await fillPublisher.stop('SIGTERM')).code).toBe(0);
+    rmSync(join(STATE_DIR, `${fillsEnv.GROUP_ID}-positions-${hostname()}`), { recursive: true });
+    fillPublisher = await startService('fill-publisher', fillsEnv);
+    ({ fills, positions } = await run(44, 10_000));
+    const restored = logLines(fillPublisher, 'task state restored').map((line) => JSON.parse(line) as { changelogEntries: number });
+    expect(restored).toHaveLength(partitions);
+    expect(restored.reduce((sum, line) => sum + line.changelogEntries, 0)).toBeGreaterThan(0);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
   });

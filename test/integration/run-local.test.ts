@@ -46,6 +46,7 @@ async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
   Object.assign(env, {
     PORTFOLIO_PORT: String(await freePort()),
     PORTFOLIO_STORE_DIR: join(dir, 'portfolio'),
+    FILL_PUBLISHER_STATE_DIR: join(dir, 'fill-publisher'),
     KAFKA_PORT: String(ports.kafka),
     KAFKA_CONTROLLER_PORT: String(ports.controller),
     INFLUX_PORT: String(ports.influx),

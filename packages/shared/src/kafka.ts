@@ -200,6 +200,23 @@ export async function readPartitionsToEnd(
   timeoutMs = 120_000,
 ): Promise<Map<number, ChangelogEntry[]>> {
   const result = new Map<number, ChangelogEntry[]>(partitions.map((p) => [p, []]));
+  await eachToEnd(kafka, topic, partitions, groupPrefix, (partition, entries) => void result.get(partition)!.push(...entries), timeoutMs);
+  return result;
+}
+
+/**
+ * readPartitionsToEnd a batch at a time: `each` gets every fetched batch of a partition in order
+ * and is awaited before the next fetch, so memory holds one fetch, not the topic. `timeoutMs`
+ * bounds the time without progress, not the whole read (a changelog of millions takes minutes).
+ */
+export async function eachToEnd(
+  kafka: Kafka,
+  topic: string,
+  partitions: readonly number[],
+  groupPrefix: string,
+  each: (partition: number, entries: readonly ChangelogEntry[]) => void | Promise<void>,
+  timeoutMs = 120_000,
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   let ends: Map<number, bigint>;
@@ -211,17 +228,20 @@ export async function readPartitionsToEnd(
   } finally {
     await admin.disconnect();
   }
-  if (ends.size === 0) return result;
+  if (ends.size === 0) return;
 
   const consumer = kafka.consumer({
     groupId: `${groupPrefix}-restore-${randomUUID()}`,
     readUncommitted: false,
     maxBytesPerPartition: 8 * 1024 * 1024,
+    maxBytes: 32 * 1024 * 1024,
     maxWaitTimeInMs: 100,
   });
   const pending = new Set(ends.keys());
   let finish!: () => void;
-  const finished = new Promise<void>((resolve) => (finish = resolve));
+  let fail!: (error: unknown) => void;
+  const finished = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
+  let progressAt = Date.now();
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
     if (payload.topic !== topic || !pending.has(payload.partition)) return;
     if (BigInt(payload.lastOffset) + 1n >= ends.get(payload.partition)!) {
@@ -234,23 +254,36 @@ export async function readPartitionsToEnd(
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     await consumer.run({
       autoCommit: false,
+      partitionsConsumedConcurrently: 1,
       eachBatch: async ({ batch }) => {
-        const entries = result.get(batch.partition);
-        if (entries === undefined || !pending.has(batch.partition)) return;
-        for (const m of batch.messages) entries.push({ key: m.key?.toString() ?? '', value: m.value });
+        progressAt = Date.now();
+        if (!pending.has(batch.partition) || !ends.has(batch.partition)) return;
+        const entries: ChangelogEntry[] = new Array(batch.messages.length);
+        for (let i = 0; i < batch.messages.length; i++) {
+          const m = batch.messages[i]!;
+          entries[i] = { key: m.key?.toString() ?? '', value: m.value };
+        }
+        try {
+          await each(batch.partition, entries);
+        } catch (error) {
+          fail(error);
+          throw error;
+        }
+        progressAt = Date.now();
       },
     });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       finished,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`reading ${topic} partitions ${[...pending].join(',')} to their end timed out`)), timeoutMs);
+        timer = setInterval(() => {
+          if (Date.now() - progressAt > timeoutMs) reject(new Error(`reading ${topic} partitions ${[...pending].join(',')} to their end: no progress for ${timeoutMs / 1000} s`));
+        }, Math.min(1_000, timeoutMs));
       }),
-    ]).finally(() => clearTimeout(timer));
+    ]).finally(() => clearInterval(timer));
   } finally {
     await consumer.disconnect();
   }
-  return result;
 }
 
 export interface TopicOverview {

@@ -13,7 +13,8 @@
  *   offsets are committed only after the store acknowledged the batch.
  * - runStateful: Kafka in, Kafka out, exactly once, with state. A task is partition p of every
  *   input topic (co-partitioned, in the same slot); its state is rebuilt from partition p of a
- *   changelog topic, and each transaction of the slot commits its outputs, its tasks' state changes
+ *   changelog topic (or opened from a durable store that was checkpointed with the committed
+ *   offsets, when they still match), and each transaction of the slot commits its outputs, its tasks' state changes
  *   (to their changelog partitions) and its input offsets together. With `applyOwnOutputs`, an
  *   output to one of its own input topics whose partition is in the same slot is applied to that
  *   task's state in the same transaction (one hop less) and marked, and skipped when read back.
@@ -27,7 +28,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, PartitionAssigner, Producer } from 'kafkajs';
-import { defaultPartitioner, readPartitionsToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
+import { defaultPartitioner, eachToEnd, slotAssigner, slotOf, type ChangelogEntry } from './kafka.ts';
 import { ConfigError } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
@@ -664,6 +665,8 @@ async function runSlots<O extends SlotOwner>(
   options: RunnerOptions & { readonly transactionalIdPrefix: string },
   extend: (owner: SlotOwner) => O,
   prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[] }>,
+  /** After a transaction committed (a failure here starts over with a fresh owner, as a failed commit does). */
+  committed?: (owner: O, work: readonly SlotWork[]) => void,
 ): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId } = options;
   const slots = options.slots ?? 1;
@@ -694,6 +697,7 @@ async function runSlots<O extends SlotOwner>(
           outputs = prepared.outputs;
           timer.step('txn.process');
           await commitWork(owner, groupId, metrics, work, prepared.records);
+          committed?.(owner, work);
         } catch (error) {
           // Start over with a fresh owner: re-initialising the producer settles the transaction's
           // outcome and re-reads the committed offsets (and any state), so an ambiguous commit is
@@ -781,11 +785,48 @@ export interface StateUpdate {
   readonly changelog: readonly ChangelogEntry[];
 }
 
+/** Rebuilds one task's state: `add` gets its changelog a batch at a time, oldest first (later entries of a key win, null deletes it). */
+export interface StateRestorer<S> {
+  add(entries: readonly ChangelogEntry[]): void | Promise<void>;
+  /** The changelog is read to its end: the task's state. */
+  end(): S;
+}
+
+/** The group's committed offsets of a task's inputs: the next offset per input topic. */
+export type TaskOffsets = ReadonlyMap<string, bigint>;
+
 export interface StatefulHandler<S> {
-  /** Rebuilds a task's state from its changelog (oldest first; later entries of a key win). */
-  restore(entries: readonly ChangelogEntry[], partition: number): S;
+  /** Starts rebuilding a task's state from its changelog (a durable store first drops what it held of the task). */
+  restore(partition: number): StateRestorer<S>;
   /** Applies one batch of one input topic-partition to the state, in place. */
   process(state: S, records: readonly ConsumedRecord[], source: TopicPartition): StateUpdate;
+  /**
+   * A durable store's state of a task, when it is exactly as of the group's committed offsets of
+   * the task's inputs (so the changelog need not be read); undefined to restore it from the
+   * changelog. Stages that apply their own outputs cannot use this (their state also changes
+   * without their input offsets moving).
+   */
+  open?(partition: number, committed: TaskOffsets): S | undefined;
+  /**
+   * The task's state is now as of these committed offsets: called after every transaction that
+   * committed work of the task and after a restore. A durable store writes the changes made since
+   * the last call together with the offsets; until then they are held in memory (a transaction
+   * that fails is never checkpointed: its state is dropped and opened or restored again).
+   */
+  checkpoint?(state: S, committed: TaskOffsets): void;
+}
+
+/** A StatefulHandler's restore for state that is rebuilt from all its changelog entries at once. */
+export function restoreAll<S>(build: (entries: readonly ChangelogEntry[], partition: number) => S): (partition: number) => StateRestorer<S> {
+  return (partition) => {
+    const all: ChangelogEntry[] = [];
+    return {
+      add: (entries) => {
+        for (const entry of entries) all.push(entry);
+      },
+      end: () => build(all, partition),
+    };
+  };
 }
 
 export interface StatefulOptions<S> extends RunnerOptions {
@@ -876,19 +917,46 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   /** The state of each task (input partition) of a slot, rebuilt from its changelog partition on first use. */
   type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
 
-  /** Rebuilds the state of these tasks from their changelog partitions (the slot is fenced, so they are final). */
+  const checkpoint = options.handler.checkpoint?.bind(options.handler);
+  const committedOf = (owner: StatefulOwner, partition: number): TaskOffsets =>
+    new Map(options.topics.map((topic) => [topic, owner.committed.get(tpKey({ topic, partition })) ?? 0n]));
+
+  /**
+   * Opens the state of these tasks from a durable store when it is current, else rebuilds it from
+   * their changelog partitions (the slot is fenced, so they are final), a fetch at a time.
+   */
   const restore = async (owner: StatefulOwner, partitions: readonly number[]): Promise<void> => {
     const started = Date.now();
-    const changelogs = await readPartitionsToEnd(kafka, options.changelogTopic, partitions, groupId);
+    const toRead: number[] = [];
     for (const partition of partitions) {
-      const entries = changelogs.get(partition) ?? [];
-      const state = options.handler.restore(entries, partition);
+      const opened = options.handler.open?.(partition, committedOf(owner, partition));
+      if (opened === undefined) {
+        toRead.push(partition);
+        continue;
+      }
+      owner.states.set(partition, opened);
+      options.onRestored?.(partition, opened, 0, Date.now() - started);
+      logger.info({ partition, ms: Date.now() - started }, 'task state opened from the local store (as of the committed offsets)');
+    }
+    if (toRead.length === 0) return;
+    const restorers = new Map(toRead.map((partition) => [partition, { restorer: options.handler.restore(partition), entries: 0 }]));
+    await eachToEnd(kafka, options.changelogTopic, toRead, groupId, async (partition, entries) => {
+      const task = restorers.get(partition)!;
+      task.entries += entries.length;
+      await task.restorer.add(entries);
+    });
+    for (const [partition, { restorer, entries }] of restorers) {
+      const state = restorer.end();
+      options.handler.checkpoint?.(state, committedOf(owner, partition));
       owner.states.set(partition, state);
-      options.onRestored?.(partition, state, entries.length, Date.now() - started);
-      logger.info({ partition, changelogEntries: entries.length, ms: Date.now() - started }, 'task state restored');
+      options.onRestored?.(partition, state, entries, Date.now() - started);
+      logger.info({ partition, changelogEntries: entries, ms: Date.now() - started }, 'task state restored');
     }
   };
 
+  if (ownTopic !== undefined && options.handler.open !== undefined) {
+    throw new ConfigError(`${groupId}: a stage that applies its own outputs keeps its state in memory (its handler cannot have open)`);
+  }
   if (ownTopic !== undefined) {
     ownCount = await untilSuccess('reading the partition counts of the inputs', logger, () => equalPartitionCounts(kafka, options.topics, groupId), options.retryMaxMs);
   }
@@ -939,5 +1007,10 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
       );
       return { outputs, records: [...outputs, ...changes] };
     },
+    checkpoint === undefined
+      ? undefined
+      : (owner, work) => {
+          for (const partition of new Set(work.map((w) => w.run.source.partition))) checkpoint(owner.states.get(partition)!, committedOf(owner, partition));
+        },
   );
 }

@@ -14,6 +14,7 @@ import {
 } from '@tradeflow/shared';
 import { fillsOf } from './fills.ts';
 import { PositionBook } from './positions.ts';
+import type { PositionStore, TaskStore } from './store.ts';
 
 export const SERVICE_NAME = 'fill-publisher';
 
@@ -31,20 +32,84 @@ export function fillExecutions(records: readonly ConsumedRecord[], now: number):
   return out;
 }
 
-/** Positions per account of one fills partition; the positions topic is both output and changelog. */
-export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger): StatefulHandler<PositionBook> {
+/**
+ * A task's positions: with a store, `book` holds only the accounts changed since the last
+ * checkpoint (the others are read from the store when a fill reaches them) and `changed` their
+ * snapshots as produced, written to the store as they are once the transaction committed.
+ */
+export interface PositionsTask {
+  readonly book: PositionBook;
+  readonly store?: TaskStore | undefined;
+  readonly changed: Map<number, Buffer>;
+}
+
+/**
+ * Positions per account of one fills partition; the positions topic is both output and changelog.
+ * With a store the positions live on disk (see store.ts), else all of them in memory.
+ */
+export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, store?: PositionStore): StatefulHandler<PositionsTask> {
+  const decodeSnapshot = (bytes: Buffer | null, key: string, partition: number): Position | undefined => {
+    const position = decodeMessage(Position, bytes);
+    if (position.ok) return position.value;
+    logger.error({ partition, key, reason: position.reason }, 'unreadable position snapshot in the changelog: the account starts from zero');
+    return undefined;
+  };
+  const taskOf = (partition: number, tasks: TaskStore): PositionsTask => ({
+    book: new PositionBook((taxpayerId) => {
+      const snapshot = decodeSnapshot(tasks.get(taxpayerId) ?? null, String(taxpayerId), partition);
+      return snapshot === undefined ? undefined : PositionBook.fromSnapshot(snapshot);
+    }),
+    store: tasks,
+    changed: new Map(),
+  });
   return {
-    restore: (entries) => {
-      const book = new PositionBook();
-      for (const entry of entries) {
-        if (entry.value === null) continue;
-        const position = decodeMessage(Position, entry.value);
-        if (position.ok) book.restoreSnapshot(position.value);
-        else logger.error({ key: entry.key, reason: position.reason }, 'unreadable position snapshot in the changelog');
+    restore: (partition) => {
+      if (store === undefined) {
+        const book = new PositionBook();
+        return {
+          add: (entries) => {
+            for (const entry of entries) {
+              if (entry.value === null) book.accounts.delete(Number(entry.key));
+              else {
+                const snapshot = decodeSnapshot(entry.value, entry.key, partition);
+                if (snapshot !== undefined) book.restoreSnapshot(snapshot);
+              }
+            }
+          },
+          end: () => ({ book, changed: new Map() }),
+        };
       }
-      return book;
+      // Into the store as they are: the bytes are decoded when a fill reaches the account.
+      const tasks = store.task(partition);
+      tasks.clear();
+      return {
+        add: (entries) => {
+          const snapshots: (readonly [number, Buffer | null])[] = [];
+          for (const entry of entries) {
+            const taxpayerId = Number(entry.key);
+            if (Number.isSafeInteger(taxpayerId) && entry.key !== '') snapshots.push([taxpayerId, entry.value]);
+            else logger.error({ partition, key: entry.key }, 'a changelog record whose key is not a taxpayer id: skipped');
+          }
+          tasks.write(snapshots);
+        },
+        end: () => taskOf(partition, tasks),
+      };
     },
-    process: (book, records, source) => {
+    ...(store === undefined
+      ? {}
+      : {
+          open: (partition: number, committed: ReadonlyMap<string, bigint>) => {
+            const tasks = store.task(partition);
+            return tasks.isAsOf(committed) ? taskOf(partition, tasks) : undefined;
+          },
+          checkpoint: (task: PositionsTask, committed: ReadonlyMap<string, bigint>) => {
+            task.store!.write(task.changed, committed);
+            task.changed.clear();
+            task.book.accounts.clear();
+          },
+        }),
+    process: (task, records, source) => {
+      const { book } = task;
       const touched = new Set<number>();
       for (const record of records) {
         const fill = decodeMessage(Fill, record.value);
@@ -55,10 +120,11 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger):
         }
         touched.add(book.apply(fill.value).taxpayerId);
       }
-      const changelog = [...touched].map((taxpayerId) => ({
-        key: String(taxpayerId),
-        value: Buffer.from(JSON.stringify(PositionBook.snapshot(book.accounts.get(taxpayerId)!))),
-      }));
+      const changelog = [...touched].map((taxpayerId) => {
+        const value = Buffer.from(JSON.stringify(PositionBook.snapshot(book.accounts.get(taxpayerId)!)));
+        if (task.store !== undefined) task.changed.set(taxpayerId, value);
+        return { key: String(taxpayerId), value };
+      });
       metrics.produced += changelog.length;
       return { outputs: [], changelog };
     },

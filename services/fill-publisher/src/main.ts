@@ -2,6 +2,7 @@
  * fill-publisher, two exactly-once stages in one process:
  *   executions ──fill──▶ fills (keyed by taxpayer_id), invalid ──▶ executions.dlq
  *   fills ──sum──▶ positions (compacted, keyed by taxpayer_id; also this stage's changelog)
+ * The positions live in an LMDB store under FILL_PUBLISHER_STATE_DIR (see store.ts).
  */
 import {
   connectService,
@@ -13,15 +14,20 @@ import {
   serviceEnv,
   TOPICS,
 } from '@tradeflow/shared';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { createPositionsHandler, fillExecutions, SERVICE_NAME } from './handler.ts';
+import { PositionStore } from './store.ts';
 
 runService(SERVICE_NAME, async (logger) => {
   const env = parseEnv({
     ...kafkaEnv,
     ...serviceEnv,
     GROUP_ID: z.string().min(1).default(SERVICE_NAME),
+    FILL_PUBLISHER_STATE_DIR: z.string().min(1).default(join(process.cwd(), '.local', 'fill-publisher')),
   });
+  const store = PositionStore.open(env.FILL_PUBLISHER_STATE_DIR, `${env.GROUP_ID}-positions`);
+  logger.info({ path: store.path }, 'positions store opened');
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
   const filling = await runTransform({
@@ -43,11 +49,12 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-positions`,
     changelogTopic: TOPICS.positions,
     ...runnerSettings,
-    handler: createPositionsHandler(metrics, logger),
+    handler: createPositionsHandler(metrics, logger, store),
   });
   return {
     stop: async () => {
       await Promise.all([filling.stop(), positions.stop()]);
+      await store.close();
       close();
     },
   };

@@ -16,12 +16,19 @@ export interface Account {
 }
 
 export class PositionBook {
+  /** The accounts in memory: all of them, or with `load`, those changed since the store last took them. */
   readonly accounts = new Map<number, Account>();
+  private readonly load: ((taxpayerId: number) => Account | undefined) | undefined;
+
+  /** `load` reads an account that is not in memory from a store. */
+  constructor(load?: (taxpayerId: number) => Account | undefined) {
+    this.load = load;
+  }
 
   apply(fill: Fill): Account {
     let account = this.accounts.get(fill.taxpayer_id);
     if (account === undefined) {
-      account = { taxpayerId: fill.taxpayer_id, shares: new Map(), cash: 0n, fills: 0, timestamp: fill.timestamp };
+      account = this.load?.(fill.taxpayer_id) ?? { taxpayerId: fill.taxpayer_id, shares: new Map(), cash: 0n, fills: 0, timestamp: fill.timestamp };
       this.accounts.set(fill.taxpayer_id, account);
     }
     const held = account.shares.get(fill.symbol);
@@ -41,12 +48,16 @@ export class PositionBook {
   }
 
   restoreSnapshot(position: Position): void {
-    this.accounts.set(position.taxpayer_id, {
+    this.accounts.set(position.taxpayer_id, PositionBook.fromSnapshot(position));
+  }
+
+  static fromSnapshot(position: Position): Account {
+    return {
       taxpayerId: position.taxpayer_id,
       shares: new Map(Object.entries(position.shares).map(([symbol, shares]) => [symbol, toMicros(shares)])),
       cash: toMicros(position.cash),
       fills: position.fills,
       timestamp: position.timestamp,
-    });
+    };
   }
 }

@@ -4,6 +4,7 @@ import {
   deadLetter,
   decodeMessage,
   PriceTick,
+  restoreAll,
   TOPICS,
   type Execution,
   type Logger,
@@ -16,7 +17,7 @@ import { SERVICE_NAME, splitOrders } from './split.ts';
 
 export function createMatchHandler(matcher: Matcher, metrics: ServiceMetrics, logger: Logger): StatefulHandler<MatcherState> {
   return {
-    restore: (entries) => matcher.restore(entries),
+    restore: restoreAll((entries) => matcher.restore(entries)),
     process: (state, records, source) => {
       // Portfolio orders are only split (rule 1); the runner applies the components that stay in
       // this slot at once (applyOwnOutputs) and writes the rest to orders.components.

@@ -6,7 +6,8 @@
  *   2. GET /accounts/{id} requests/s over random accounts with autocannon (--connections);
  *   3. for each of --accounts (positions produced straight to the positions topic): the rebuild
  *      from the compacted topic (time, peak RSS), then a restart from the checkpoint (time until
- *      it serves again, RSS), and fill-publisher's restore of the same positions (time, peak RSS);
+ *      it serves again, RSS), and fill-publisher's restore of the same positions into its store and
+ *      its restart from that store (time, peak RSS);
  *   4. reconcile's fills/s over --reconcile-fills fills.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
  *   node scripts/bench-portfolio.ts [--parts latency,http,accounts,reconcile] [--rate 2000] [--seconds 30]
@@ -14,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -289,26 +290,31 @@ if (PARTS.has('accounts')) {
     report(`${fmt(count)} accounts: restart from the checkpoint → serving`, `${restart.toFixed(1)} s`, `records read again ${fmt(m.consumed)}; RSS ${mb(m.rssBytes)}, peak ${mb(m.peakRssBytes)}`);
     await portfolio.stop();
 
-    // fill-publisher restores the positions of every account it holds from the same topic (its changelog).
-    started = performance.now();
-    const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${group}-fp` }, readyTimeoutMs: 300_000 });
-    await runScript('queue-fills.ts', ['--count', '60', '--accounts', String(count), '--seed', '4', '--quiet'], { LOG_LEVEL: 'error' });
-    let outcome = '';
-    for (;;) {
-      if (fillPublisher.child.exitCode !== null || fillPublisher.child.signalCode !== null) {
-        const oom = /heap out of memory|Ineffective mark-compacts/.test(fillPublisher.output());
-        outcome = `it died (${fillPublisher.child.signalCode ?? `exit ${fillPublisher.child.exitCode}`}${oom ? ', JavaScript heap out of memory' : ''}) after ${((performance.now() - started) / 1000).toFixed(1)} s`;
-        break;
+    // fill-publisher restores the positions of every account it holds from the same topic (its
+    // changelog) into its store, then a restart opens the store.
+    const stateDir = join(storeRoot, `fill-publisher-${count}`);
+    for (const [step, seed] of [['restore from the positions topic into its store', 4], ['restart: its store opened', 5]] as const) {
+      started = performance.now();
+      const fillPublisher = await startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${group}-fp`, FILL_PUBLISHER_STATE_DIR: stateDir }, readyTimeoutMs: 300_000 });
+      const before = (await fillPublisher.metrics()).consumed;
+      await runScript('queue-fills.ts', ['--count', '60', '--accounts', String(count), '--seed', String(seed), '--quiet'], { LOG_LEVEL: 'error' });
+      let outcome = '';
+      for (;;) {
+        if (fillPublisher.child.exitCode !== null || fillPublisher.child.signalCode !== null) {
+          const oom = /heap out of memory|Ineffective mark-compacts/.test(fillPublisher.output());
+          outcome = `it died (${fillPublisher.child.signalCode ?? `exit ${fillPublisher.child.exitCode}`}${oom ? ', JavaScript heap out of memory' : ''}) after ${((performance.now() - started) / 1000).toFixed(1)} s`;
+          break;
+        }
+        const m = await fillPublisher.metrics().catch(() => undefined);
+        if (m !== undefined && m.consumed - before >= 60) {
+          outcome = `${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${mb(m.peakRssBytes)}`;
+          break;
+        }
+        await sleep(250);
       }
-      const m = await fillPublisher.metrics().catch(() => undefined);
-      if (m !== undefined && m.consumed >= 60) {
-        outcome = `${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${mb(m.peakRssBytes)}`;
-        break;
-      }
-      await sleep(1_000);
+      report(`${fmt(count)} accounts: fill-publisher, ${step}`, outcome, 'from its start until 60 fills produced after it are applied');
+      if (fillPublisher.child.exitCode === null) await fillPublisher.stop('SIGTERM');
     }
-    report(`${fmt(count)} accounts: fill-publisher's restore (in memory)`, outcome, 'until the 60 fills produced after its start are applied');
-    if (fillPublisher.child.exitCode === null) await fillPublisher.stop('SIGKILL');
   }
 }
 
@@ -319,12 +325,15 @@ if (PARTS.has('reconcile')) {
   await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
   await runScript('queue-fills.ts', ['--count', String(count), '--accounts', '100000', '--seed', '6', '--quiet'], { LOG_LEVEL: 'error' });
   const held = await topicEndOffsets(kafka, TOPICS.fills);
-  const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: baseEnv, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  await new Promise((resolve) => child.once('exit', resolve));
-  const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s; ([\d,]+)\/s from the first/.exec(out);
-  report('reconcile (fills topic, no InfluxDB)', line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
+  // One reading thread, then one per CPU (the default), over the same topic.
+  for (const workers of [...new Set([1, availableParallelism()])]) {
+    const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: { ...baseEnv, RECONCILE_WORKERS: String(workers) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    await new Promise((resolve) => child.once('exit', resolve));
+    const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s; ([\d,]+)\/s from the first/.exec(out);
+    report(`reconcile, ${workers} reading thread${workers === 1 ? '' : 's'} (fills topic, no InfluxDB)`, line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
+  }
 }
 
 figures.print();

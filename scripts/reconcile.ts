@@ -6,10 +6,12 @@
  *   node scripts/reconcile.ts [--from TIME] [--to TIME] [--no-influx]
  * TIME: ISO 8601 or epoch seconds. With a range, positions are not compared (a snapshot sums the
  * whole history). Reads KAFKA_BROKERS and INFLUX_URL, INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD;
- * RECONCILE_FETCH_BYTES (16 MiB) is how much of a partition one fetch brings.
+ * RECONCILE_FETCH_BYTES (16 MiB) is how much of a partition one fetch brings; RECONCILE_WORKERS
+ * (the CPUs) how many threads read, each its share of the partitions.
  */
-import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import {
   createKafka,
   createLogger,
@@ -18,12 +20,14 @@ import {
   InfluxClient,
   kafkaEnv,
   parseEnv,
+  partitionFor,
   Position,
   readPartitionsToEnd,
   TOPICS,
   type Kafka,
 } from '@tradeflow/shared';
-import { comparePositions, describeDifference, InfluxComparison, readFill, Recomputation, type Difference, type StoredFill } from './lib/reconcile.ts';
+import { comparePositions, describeDifference, differencesWithInflux, type Difference, type StoredFill } from './lib/reconcile.ts';
+import { mergeReadings, readFillRanges, shareOut, type PartitionRange, type Reading, type Window } from './lib/reconcile-read.ts';
 
 const { values } = parseArgs({
   options: { from: { type: 'string' }, to: { type: 'string' }, 'no-influx': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
@@ -110,71 +114,60 @@ async function storedExtent(influx: InfluxClient): Promise<{ first: number; last
   return first === undefined || last === undefined ? undefined : { first, last };
 }
 
+/** readFillRanges in a worker thread (reconcile-worker.ts). */
+function inWorker(index: number, ranges: readonly PartitionRange[], window: Window, stored: readonly StoredFill[] | undefined, fetchBytes: number, onProgress: (read: number) => void): Promise<Reading> {
+  const worker = new Worker(new URL('./lib/reconcile-worker.ts', import.meta.url), {
+    workerData: { ranges, window, stored, fetchBytes, logLevel: process.env['LOG_LEVEL'] ?? 'error', index },
+  });
+  return new Promise((resolve, reject) => {
+    let reading: Reading | undefined;
+    worker.on('message', (message: { read?: number; reading?: Reading }) => {
+      if (message.read !== undefined) onProgress(message.read);
+      if (message.reading !== undefined) reading = message.reading;
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => (reading !== undefined ? resolve(reading) : reject(new Error(`reconcile worker ${index} exited with code ${code} before it finished`))));
+  });
+}
+
 async function main(): Promise<number> {
   const offsets = await range(kafka);
   const total = [...offsets.values()].reduce((sum, r) => sum + Number(r.end > r.start ? r.end - r.start : 0n), 0);
   const useInflux = !values['no-influx'];
   const influx = useInflux ? new InfluxClient({ url: env.INFLUX_URL, database: env.INFLUX_DB, username: env.INFLUX_USERNAME, password: env.INFLUX_PASSWORD }) : undefined;
-  let comparison: InfluxComparison | undefined;
-  let influxPoints = 0;
+  let stored: StoredFill[] | undefined;
   if (influx !== undefined) {
     const extent = await storedExtent(influx);
-    const stored = extent === undefined ? [] : await storedFills(influx, from ?? extent.first, to ?? extent.last);
-    influxPoints = stored.length;
-    comparison = new InfluxComparison(stored);
+    stored = extent === undefined ? [] : await storedFills(influx, from ?? extent.first, to ?? extent.last);
   }
+  const influxPoints = stored?.length ?? 0;
 
-  const recomputation = new Recomputation();
-  const unreadable: string[] = [];
-  const pending = new Set([...offsets].filter(([, r]) => r.end > r.start).map(([p]) => p));
-  let read = 0;
-  let firstRecordAt: number | undefined;
-  if (pending.size > 0) {
-    const fetchBytes = Number(process.env['RECONCILE_FETCH_BYTES'] ?? 16 * 1024 * 1024);
-    const consumer = kafka.consumer({ groupId: `reconcile-${randomUUID()}`, maxBytesPerPartition: fetchBytes, maxBytes: 4 * fetchBytes, maxWaitTimeInMs: 100 });
-    let finish!: () => void;
-    const finished = new Promise<void>((resolve) => (finish = resolve));
-    // Every batch ends here, an empty one too (only transaction markers): its last offset counts.
-    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      const r = offsets.get(payload.partition);
-      if (r !== undefined && pending.has(payload.partition) && BigInt(payload.lastOffset) + 1n >= r.end) {
-        pending.delete(payload.partition);
-        if (pending.size === 0) finish();
-      }
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [TOPICS.fills], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: 6,
-      eachBatch: async ({ batch }) => {
-        const r = offsets.get(batch.partition);
-        if (r === undefined || !pending.has(batch.partition)) return;
-        firstRecordAt ??= performance.now();
-        // Offsets are checked one by one only in a batch that crosses the range's edges.
-        const whole = batch.messages.length > 0 && BigInt(batch.messages[0]!.offset) >= r.start && BigInt(batch.messages[batch.messages.length - 1]!.offset) < r.end;
-        for (const m of batch.messages) {
-          if (!whole) {
-            const offset = BigInt(m.offset);
-            if (offset < r.start || offset >= r.end) continue;
-          }
-          read++;
-          const fill = readFill(m.value);
-          if (!fill.ok) {
-            unreadable.push(`fills partition ${batch.partition} offset ${m.offset}: ${fill.reason}`);
-            continue;
-          }
-          if ((from !== undefined && fill.value.timestamp < from) || (to !== undefined && fill.value.timestamp >= to)) continue;
-          recomputation.add(fill.value);
-          comparison?.check(fill.value);
-        }
-        if (read % 50_000 < batch.messages.length) progress(read, total, 'records of fills');
-      },
-    });
-    for (const [partition, r] of offsets) consumer.seek({ topic: TOPICS.fills, partition, offset: r.start.toString() });
-    await finished;
-    await consumer.disconnect();
+  const fetchBytes = Number(process.env['RECONCILE_FETCH_BYTES'] ?? 16 * 1024 * 1024);
+  const ranges = [...offsets].map(([partition, r]) => ({ partition, ...r })).filter((r) => r.end > r.start);
+  const workers = Math.max(1, Math.min(Number(process.env['RECONCILE_WORKERS'] ?? availableParallelism()), ranges.length));
+  const shares = shareOut(ranges, workers);
+  // InfluxDB's fills go to the share that holds their account's partition (fills are keyed by it).
+  const storedShares: StoredFill[][] = shares.map(() => []);
+  if (stored !== undefined) {
+    const shareOf = new Map(shares.flatMap((share, i) => share.map((r) => [r.partition, i] as const)));
+    for (const fill of stored) storedShares[shareOf.get(partitionFor({ topic: TOPICS.fills, key: String(fill.taxpayer_id), value: null }, offsets.size)) ?? 0]!.push(fill);
   }
+  const reads = shares.map(() => 0);
+  const onProgress = (i: number) => (read: number) => {
+    reads[i] = read;
+    progress(reads.reduce((a, b) => a + b, 0), total, 'records of fills');
+  };
+  const window = { from, to };
+  const readings = await Promise.all(
+    shares.map((share, i) =>
+      workers === 1
+        ? readFillRanges(kafka, share, window, stored === undefined ? undefined : storedShares[i], fetchBytes, onProgress(i))
+        : inWorker(i, share, window, stored === undefined ? undefined : storedShares[i]!, fetchBytes, onProgress(i)),
+    ),
+  );
+  const reading = mergeReadings(readings);
+  const { read, unreadable } = reading;
+  const firstRecordAt = reading.firstRecordAt === undefined ? undefined : reading.firstRecordAt - performance.timeOrigin;
   progress(read, total, 'records of fills');
   if (tty) process.stderr.write('\n');
   const readSeconds = (performance.now() - started) / 1000;
@@ -196,17 +189,17 @@ async function main(): Promise<number> {
       }
     }
     snapshots = latest.size;
-    differences.push(...comparePositions(recomputation.accounts, latest));
+    differences.push(...comparePositions(reading.accounts, latest));
   }
-  if (comparison !== undefined) differences.push(...comparison.differences());
+  if (stored !== undefined) differences.push(...differencesWithInflux(reading.missing, reading.leftover));
 
   const out = process.stdout;
   out.write(`reconciliation of ${fullHistory ? 'every fill' : `fills from ${from === undefined ? 'the beginning' : new Date(from * 1000).toISOString()} to ${to === undefined ? 'now' : new Date(to * 1000).toISOString()}`}\n`);
   out.write(
-    `  fills checked         ${n(recomputation.fills)} (${n(read)} records read in ${readSeconds.toFixed(1)} s, ${n(Math.round(read / Math.max(readSeconds, 0.001)))}/s; ` +
+    `  fills checked         ${n(reading.fills)} (${n(read)} records read in ${readSeconds.toFixed(1)} s, ${n(Math.round(read / Math.max(readSeconds, 0.001)))}/s; ` +
       `${n(Math.round(read / Math.max(streamSeconds, 0.001)))}/s from the first record to the last)\n`,
   );
-  out.write(`  accounts checked      ${n(recomputation.accounts.size)}\n`);
+  out.write(`  accounts checked      ${n(reading.accounts.size)}\n`);
   out.write(`  positions snapshots   ${fullHistory ? n(snapshots) : 'not compared (a time range)'}\n`);
   out.write(`  InfluxDB fills        ${useInflux ? n(influxPoints) : 'not compared (--no-influx)'}\n`);
   for (const line of unreadable.slice(0, 20)) out.write(`  unreadable: ${line}\n`);

@@ -1,6 +1,7 @@
 import type { Fill, Position } from '@tradeflow/shared';
 import { describe, expect, it } from 'vitest';
-import { comparePositions, describeDifference, InfluxComparison, readFill, Recomputation } from './reconcile.ts';
+import { comparePositions, describeDifference, InfluxComparison, readFill, Recomputation, type Recomputed } from './reconcile.ts';
+import { mergeReadings, shareOut, type Reading } from './reconcile-read.ts';
 
 const fill = (taxpayer: number, n: number, symbol: string, shares: number, cash: number): Fill => ({
   taxpayer_id: taxpayer,
@@ -83,5 +84,35 @@ describe('reconciliation', () => {
       { kind: 'missing in InfluxDB', taxpayer_id: 2, fill_id: 'f4', amount: 50 },
       { kind: 'only in InfluxDB', taxpayer_id: 5, fill_id: 'f9', amount: 3 },
     ]);
+  });
+});
+
+describe('reading in shares', () => {
+  const reading = (accounts: [number, Recomputed][], missing: string[], leftover: string[]): Reading => ({
+    accounts: new Map(accounts),
+    fills: accounts.reduce((n, [, a]) => n + a.fills, 0),
+    read: accounts.reduce((n, [, a]) => n + a.fills, 0),
+    unreadable: [],
+    missing: missing.map((fill_id) => ({ kind: 'missing in InfluxDB', taxpayer_id: 1, fill_id, amount: 1 })),
+    leftover: leftover.map((fill_id) => ({ fill_id, taxpayer_id: 1, amount: 1 })),
+    firstRecordAt: undefined,
+  });
+
+  it('shares partitions out by their records, the largest first to the share with the fewest', () => {
+    const r = (partition: number, records: number) => ({ partition, start: 10n, end: 10n + BigInt(records) });
+    expect(shareOut([r(0, 5), r(1, 50), r(2, 30), r(3, 20), r(4, 1)], 2).map((share) => share.map((x) => x.partition))).toEqual([[1, 0], [2, 3, 4]]);
+    expect(shareOut([r(0, 5)], 4)).toEqual([[r(0, 5)]]);
+  });
+
+  it('merges disjoint readings, adds the sums of an account found in two exactly, and matches a fill one share missed and another had left over', () => {
+    const merged = mergeReadings([
+      reading([[1, { shares: new Map([['IVE', 300_000]]), cash: Number.MAX_SAFE_INTEGER, fills: 2 }]], ['f1', 'f2'], ['f9']),
+      reading([[1, { shares: new Map([['IVE', 1], ['VTI', 5]]), cash: 10, fills: 1 }], [2, { shares: new Map(), cash: -3, fills: 1 }]], ['f7'], ['f2']),
+    ]);
+    expect(merged.accounts.get(1)).toEqual({ shares: new Map([['IVE', 300_001], ['VTI', 5]]), cash: BigInt(Number.MAX_SAFE_INTEGER) + 10n, fills: 3 });
+    expect(merged.accounts.get(2)).toEqual({ shares: new Map(), cash: -3, fills: 1 });
+    expect(merged.fills).toBe(4);
+    expect(merged.missing.map((d) => (d.kind === 'missing in InfluxDB' ? d.fill_id : d.kind))).toEqual(['f1', 'f7']);
+    expect(merged.leftover.map((f) => f.fill_id)).toEqual(['f9']);
   });
 });

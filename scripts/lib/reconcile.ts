@@ -19,6 +19,12 @@ export function addMicros(sum: Exact, value: number): Exact {
   return Number.isSafeInteger(next) ? next : BigInt(sum) + BigInt(micros);
 }
 
+/** Two exact sums added, exact still. */
+export function addExact(a: Exact, b: Exact): Exact {
+  if (typeof a === 'number' && typeof b === 'number' && Number.isSafeInteger(a + b)) return a + b;
+  return BigInt(a) + BigInt(b);
+}
+
 const asNumber = (x: Exact): number => Number(x) / 1e6;
 
 export interface Recomputed {
@@ -122,10 +128,19 @@ export class InfluxComparison {
     if (!this.stored.delete(fill.fill_id)) this.missing.push({ kind: 'missing in InfluxDB', taxpayer_id: fill.taxpayer_id, fill_id: fill.fill_id, amount: fill.filled_amount });
   }
 
-  differences(): Difference[] {
-    const extra: Difference[] = [...this.stored.values()].map((f) => ({ kind: 'only in InfluxDB', taxpayer_id: f.taxpayer_id, fill_id: f.fill_id, amount: f.amount }));
-    return [...this.missing, ...extra];
+  /** InfluxDB's fills that no fill checked so far matched. */
+  leftover(): StoredFill[] {
+    return [...this.stored.values()];
   }
+
+  differences(): Difference[] {
+    return differencesWithInflux(this.missing, this.leftover());
+  }
+}
+
+/** Fills missing in InfluxDB, then InfluxDB's fills that are not in the fills topic. */
+export function differencesWithInflux(missing: readonly Difference[], leftover: readonly StoredFill[]): Difference[] {
+  return [...missing, ...leftover.map((f): Difference => ({ kind: 'only in InfluxDB', taxpayer_id: f.taxpayer_id, fill_id: f.fill_id, amount: f.amount }))];
 }
 
 export function describeDifference(d: Difference): string {

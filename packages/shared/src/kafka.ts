@@ -182,6 +182,24 @@ export function slotAssigner(slots: number, logger: Logger, announce: Record<str
   });
 }
 
+/** An assigner for a group of one reader: its first member gets exactly these partitions of `topic`. */
+export function fixedAssigner(topic: string, partitions: readonly number[]): PartitionAssigner {
+  const name = 'TradeflowFixedAssigner';
+  return () => ({
+    name,
+    version: 0,
+    async assign({ members }) {
+      return members.map(({ memberId }, i) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: i === 0 ? { [topic]: [...partitions] } : {}, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }) };
+    },
+  });
+}
+
 export interface ChangelogEntry {
   readonly key: string;
   readonly value: Buffer | null;

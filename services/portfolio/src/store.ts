@@ -54,7 +54,7 @@ export class PortfolioStore {
   /**
    * Commits are not flushed to disk one by one (noSync): a commit is in the file (the page cache)
    * when apply resolves, so it survives the process crashing; an OS crash may lose the last ones or
-   * the file, and the store is then rebuilt from the topics (see openOrRebuild).
+   * the file (delete the store's directory then: it is rebuilt from the topics).
    */
   static open(options: StoreOptions): PortfolioStore {
     const root = open({ path: options.path, maxDbs: 8, mapSize: options.maxBytes ?? 64 * 1024 ** 3, compression: false, noSync: true });

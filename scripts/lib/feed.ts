@@ -9,6 +9,7 @@ import {
   createLogger,
   defaultPartitioner,
   ensureTopics,
+  failureKind,
   kafkaEnv,
   parseEnv,
   topicDefinitions,
@@ -18,6 +19,8 @@ import {
 
 /** While the broker starts (or restarts), the feed waits: each kind of failure is logged once. */
 const RETRY = { maxBackoffMs: 5_000 };
+/** Refusals after which the idempotent producer's state is gone: only a new producer gets on. */
+const PRODUCER_STATE_LOST = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
 
 export interface FeedMessage {
   readonly key: string | null;
@@ -120,8 +123,39 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   // Idempotent: a request that reaches some partitions and is retried (kafkajs retries the whole
   // request, e.g. while a new topic's partitions are still electing leaders) must not write those
   // partitions twice: seeded orders would otherwise be duplicated.
-  const producer: Producer = kafka.producer({ createPartitioner: defaultPartitioner, allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+  // The client retries a send until every partition acknowledged it, sending again only the
+  // partitions not acknowledged yet (patches/kafkajs: sendMessages), so it never gives up on a
+  // chunk that is half written: sending the whole chunk again would write that half twice.
+  const newProducer = (): Producer =>
+    kafka.producer({
+      createPartitioner: defaultPartitioner,
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: RETRY.maxBackoffMs },
+    });
+  let producer = newProducer();
   await untilSuccess('connecting the producer', logger, () => producer.connect(), RETRY);
+  /**
+   * Sends one chunk. After a partition leader moved (a broker crashed), the Kafka client's
+   * idempotent producer can be refused for good (OUT_OF_ORDER_SEQUENCE_NUMBER: its sequence numbers
+   * ran ahead of what the new leader holds; the refused batch was not written). A new producer (a
+   * new producer id, sequences from 0) sends it again; the client retries anything else itself.
+   */
+  const send = async (messages: { key: string | null; value: string }[]) => {
+    try {
+      await producer.send({ topic: options.topic, acks: -1, messages });
+    } catch (error) {
+      const kind = failureKind(error);
+      if (PRODUCER_STATE_LOST.has(kind)) {
+        logger.warn({ reason: kind }, 'the producer was refused for good after a broker failover: sending with a new producer id');
+        await producer.disconnect().catch(() => undefined);
+        producer = newProducer();
+        await producer.connect();
+      }
+      throw error;
+    }
+  };
 
   const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 2_000;
   let sent = 0;
@@ -130,7 +164,7 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   const flush = async () => {
     if (chunk.length === 0) return;
     const messages = chunk.map((m) => ({ key: m.key, value: m.value }));
-    await untilSuccess('sending', logger, () => producer.send({ topic: options.topic, acks: -1, messages }), RETRY);
+    await untilSuccess('sending', logger, () => send(messages), RETRY);
     sent += chunk.length;
     chunk = [];
     const now = performance.now();

@@ -238,6 +238,8 @@ describe('order flow under failure', () => {
     // Every task opened from the store as of the committed offsets; not one changelog record read.
     expect(logLines(fillPublisher, 'task state opened from the local store')).toHaveLength(partitions);
     expect(logLines(fillPublisher, 'task state restored')).toEqual([]);
+    // New accounts came in this run: they start from zero, not from an "unreadable" snapshot.
+    expect(logLines(fillPublisher, 'unreadable position snapshot')).toEqual([]);
 
     const killed = run(43, 20_000, async () => {
       await waitFor('fill-publisher mid-run', async () => ((await fillPublisher.metrics()).consumed > 2_000 ? true : undefined), 300_000, 50);

@@ -56,7 +56,9 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
   };
   const taskOf = (partition: number, tasks: TaskStore): PositionsTask => ({
     book: new PositionBook((taxpayerId) => {
-      const snapshot = decodeSnapshot(tasks.get(taxpayerId) ?? null, String(taxpayerId), partition);
+      const bytes = tasks.get(taxpayerId);
+      if (bytes === undefined) return undefined; // a new account
+      const snapshot = decodeSnapshot(bytes, String(taxpayerId), partition);
       return snapshot === undefined ? undefined : PositionBook.fromSnapshot(snapshot);
     }),
     store: tasks,

@@ -361,6 +361,7 @@ cmd_stop() {
     fi
     rm -f "$PID_FILE"
   done
+  log "stopped"
   remove_data_dir
 }
 

@@ -97,5 +97,11 @@ export const serviceEnv = {
    * as the last one ends) saturates a small machine at a few hundred orders/s.
    */
   COMMIT_INTERVAL_MS: envInt(0, 60_000).default(20),
+  /**
+   * The most input records one transaction (or sink write) of a lane takes: a backlog is worked
+   * off in transactions of this size instead of one holding all that was fetched, which bounds
+   * the heap; the rest waits in the lane, and fetching waits while the lane holds much.
+   */
+  TRANSACTION_MAX_RECORDS: envInt(1, 10_000_000).default(5_000),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

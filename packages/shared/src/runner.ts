@@ -88,6 +88,11 @@ export interface RunnerOptions {
    * here; the services take COMMIT_INTERVAL_MS, 20 ms) starts one as soon as the last one ends.
    */
   readonly commitIntervalMs?: number;
+  /**
+   * The most input records a lane's transaction (or sink write) takes of what is queued (a batch
+   * is split at the limit); unlimited by default here (the services take TRANSACTION_MAX_RECORDS).
+   */
+  readonly maxRecordsPerTransaction?: number;
   /** Called when the consumer stopped for good on an error; by default the process exits 1. */
   readonly onFatal?: (error: Error) => void;
 }
@@ -293,6 +298,32 @@ function mergeBatches(entries: readonly BatchContext[]): BatchContext {
   return { ...last, fetchedOffset: first.fetchedOffset, records: entries.flatMap((e) => e.records) };
 }
 
+/**
+ * Queued batches, in order, up to `maxRecords` records, and the rest. A batch that crosses the
+ * limit is split: its head ends after the last record taken (offsets are committed from there),
+ * its tail is fetched from its first record if it has to be fetched again. At least one record
+ * is taken.
+ */
+export function takeUpTo<B extends { readonly records: readonly { readonly offset: string }[]; readonly nextOffset: string; readonly fetchedOffset: string }>(
+  pending: readonly B[],
+  maxRecords: number,
+): { taken: B[]; rest: B[] } {
+  let count = 0;
+  let whole = 0;
+  while (whole < pending.length && count + pending[whole]!.records.length <= maxRecords) count += pending[whole++]!.records.length;
+  const taken = pending.slice(0, whole);
+  const rest = pending.slice(whole);
+  if (rest.length === 0) return { taken, rest };
+  const room = maxRecords - count;
+  if (room > 0 || taken.length === 0) {
+    const split = rest[0]!;
+    const cut = Math.max(1, room);
+    taken.push({ ...split, records: split.records.slice(0, cut) as B['records'], nextOffset: (BigInt(split.records[cut - 1]!.offset) + 1n).toString() });
+    rest[0] = { ...split, records: split.records.slice(cut) as B['records'], fetchedOffset: split.records[cut]!.offset };
+  }
+  return { taken, rest };
+}
+
 /** Splits a lane's batches into runs of the same topic-partition, in order. */
 function runsBySource(entries: readonly BatchContext[]): BatchContext[] {
   const runs: BatchContext[][] = [];
@@ -446,6 +477,18 @@ function startConsumer(
     }
   };
 
+  const maxRecords = options.maxRecordsPerTransaction ?? Number.POSITIVE_INFINITY;
+  /** The lane's queued batches up to maxRecords records (see takeUpTo); what is left stays queued. */
+  const takePending = (lane: Lane): BatchContext[] => {
+    const { taken, rest } = takeUpTo(lane.pending, maxRecords);
+    if (rest.length === 0) return dropPending(lane);
+    lane.pending = rest;
+    lane.pendingBytes = rest.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
+    lane.room.resolve();
+    lane.room = newRoom();
+    return taken;
+  };
+
   const interval = options.commitIntervalMs ?? 0;
   const drain = async (lane: Lane) => {
     while (lane.pending.length > 0 && !stopping) {
@@ -455,7 +498,7 @@ function startConsumer(
         if (lane.pending.length === 0 || stopping) break;
       }
       lane.lastStart = performance.now();
-      const entries = dropPending(lane);
+      const entries = takePending(lane);
       try {
         await processLane(entries, isStopping);
         // In fetch order, so each partition's lag ends at its newest batch.

@@ -15,8 +15,8 @@ import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
 import { runScript, sleep } from '../../scripts/lib/processes.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll } from './order-checks.ts';
-import { readTopic, startService, stopAllServices, uniqueName, waitFor } from './helpers.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
+import { readTopic, startService, stopAllServices, uniqueName } from './helpers.ts';
 import { REPO } from './infra.ts';
 
 const exec = promisify(execFile);
@@ -95,15 +95,7 @@ describe('a three-broker cluster', () => {
 
     const records = await readTopic(kafka, TOPICS.fills, expected.size, 600_000);
     const fills = records.map((r) => JSON.parse(r.value.toString()) as Fill);
-    const positions = await waitFor(
-      'positions to account for every fill',
-      async () => {
-        const latest = await latestPositionsOfAll(kafka);
-        return [...latest.values()].reduce((sum, p) => sum + p.fills, 0) >= expected.size ? latest : undefined;
-      },
-      600_000,
-      2_000,
-    );
+    const positions = await positionsAccountingFor(kafka, expected.size, 600_000);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
   }, 1_200_000);

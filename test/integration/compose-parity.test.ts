@@ -23,7 +23,7 @@ import type { Toolchain } from '../../scripts/lib/compose/images.ts';
 import { freePort, REPO, sleep, waitFor } from '../../scripts/lib/processes.ts';
 import { panelQueries, substituteMacros } from '../checks/dashboards.ts';
 import { runInfraScript } from './infra.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, readAll, readFills } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor, readAll, readFills } from './order-checks.ts';
 
 const COMPOSE_FILE = join(REPO, 'docker-compose.yml');
 const workDir = mkdtempSync(join(tmpdir(), 'tradeflow-compose-'));
@@ -167,15 +167,7 @@ describe('docker-compose.yml, run as compose runs it', () => {
     );
     await sleep(2_000);
     expectExactlyOnce(fills, expected);
-    const positions = await waitFor(
-      'positions to account for every fill',
-      async () => {
-        const latest = await latestPositionsOfAll(kafka);
-        return [...latest.values()].reduce((n, p) => n + p.fills, 0) >= fills.length ? latest : undefined;
-      },
-      120_000,
-      2_000,
-    );
+    const positions = await positionsAccountingFor(kafka, fills.length, 120_000);
     expectPositionsEqualFills(positions, fills);
     // The portfolio service, through its published port, answers for every account as positions say.
     await waitFor('the portfolio service to show every account', async () => {

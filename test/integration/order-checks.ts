@@ -1,7 +1,7 @@
 /** What every order-flow test checks at the end: each component filled once, positions equal to their fills. */
 import { decodeMessage, Fill, readPartitionsToEnd, TOPICS, type Kafka, type Position } from '@tradeflow/shared';
 import { expect } from 'vitest';
-import { uniqueName } from './helpers.ts';
+import { uniqueName, waitFor } from './helpers.ts';
 
 /** Every committed record of a topic, as it is now, oldest first per partition. */
 export async function readAll(kafka: Kafka, topic: string): Promise<{ key: string; value: Buffer | null }[]> {
@@ -26,6 +26,19 @@ export async function latestPositionsOfAll(kafka: Kafka): Promise<Map<number, Po
   const latest = new Map<number, Position>();
   for (const entry of await readAll(kafka, TOPICS.positions)) if (entry.value !== null) latest.set(Number(entry.key), JSON.parse(entry.value.toString()) as Position);
   return latest;
+}
+
+/** The latest positions, once their fill counts add up to `fills` (waiting up to timeoutMs). */
+export function positionsAccountingFor(kafka: Kafka, fills: number, timeoutMs: number): Promise<Map<number, Position>> {
+  return waitFor(
+    'positions to account for every fill',
+    async () => {
+      const latest = await latestPositionsOfAll(kafka);
+      return [...latest.values()].reduce((sum, p) => sum + p.fills, 0) >= fills ? latest : undefined;
+    },
+    timeoutMs,
+    2_000,
+  );
 }
 
 const micros = (x: number) => BigInt(Math.round(x * 1e6));

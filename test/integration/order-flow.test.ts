@@ -9,7 +9,7 @@ import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
 import { readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
@@ -150,17 +150,7 @@ describe('order flow under failure', () => {
   async function settle(expectedFills: number): Promise<{ fills: Fill[]; positions: Map<number, Position> }> {
     const records = await readTopic(kafka, TOPICS.fills, expectedFills, 300_000);
     const fills = records.map((r) => JSON.parse(r.value.toString()) as Fill);
-    const positions = await waitFor(
-      'positions to account for every fill',
-      async () => {
-        const latest = await latestPositionsOfAll(kafka);
-        const total = [...latest.values()].reduce((sum, p) => sum + p.fills, 0);
-        return total >= expectedFills ? latest : undefined;
-      },
-      300_000,
-      2_000,
-    );
-    return { fills, positions };
+    return { fills, positions: await positionsAccountingFor(kafka, expectedFills, 300_000) };
   }
 
   it('SIGKILL order-matcher, then fill-publisher, mid-run: every component order is filled exactly once and positions equal the fills', async () => {

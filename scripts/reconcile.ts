@@ -16,13 +16,13 @@ import {
   createKafka,
   createLogger,
   decodeMessage,
+  eachToEnd,
   influxEnv,
   InfluxClient,
   kafkaEnv,
   parseEnv,
   partitionFor,
   Position,
-  readPartitionsToEnd,
   TOPICS,
   type Kafka,
 } from '@tradeflow/shared';
@@ -182,12 +182,13 @@ async function main(): Promise<number> {
     const partitions = (await admin.fetchTopicOffsets(TOPICS.positions)).map((p) => p.partition);
     await admin.disconnect();
     const latest = new Map<number, Position>();
-    for (const entries of (await readPartitionsToEnd(kafka, TOPICS.positions, partitions, 'reconcile')).values()) {
+    // A fetch at a time: only the latest snapshot of each account is kept.
+    await eachToEnd(kafka, TOPICS.positions, partitions, 'reconcile', (_partition, entries) => {
       for (const entry of entries) {
         const position = decodeMessage(Position, entry.value);
         if (position.ok) latest.set(position.value.taxpayer_id, position.value);
       }
-    }
+    });
     snapshots = latest.size;
     differences.push(...comparePositions(reading.accounts, latest));
   }

@@ -218,7 +218,18 @@ export async function readPartitionsToEnd(
   timeoutMs = 120_000,
 ): Promise<Map<number, ChangelogEntry[]>> {
   const result = new Map<number, ChangelogEntry[]>(partitions.map((p) => [p, []]));
-  await eachToEnd(kafka, topic, partitions, groupPrefix, (partition, entries) => void result.get(partition)!.push(...entries), timeoutMs);
+  await eachToEnd(
+    kafka,
+    topic,
+    partitions,
+    groupPrefix,
+    (partition, entries) => {
+      // One by one: a fetch can hold more entries than a spread call takes arguments.
+      const all = result.get(partition)!;
+      for (const entry of entries) all.push(entry);
+    },
+    timeoutMs,
+  );
   return result;
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
@@ -22,7 +22,7 @@ import { REPO } from './infra.ts';
 const exec = promisify(execFile);
 const PORT = Number(process.env['KAFKA_CLUSTER_TEST_PORT'] ?? 19192);
 const dataDir = mkdtempSync(join(tmpdir(), 'tradeflow-cluster-'));
-const clusterEnv = { ...process.env, KAFKA_NODES: '3', KAFKA_PORT: String(PORT), KAFKA_CONTROLLER_PORT: String(PORT + 1), KAFKA_DATA_DIR: dataDir, KAFKA_HEAP: '384m' };
+const clusterEnv = { ...process.env, KAFKA_NODES: '3', KAFKA_PORT: String(PORT), KAFKA_CONTROLLER_PORT: String(PORT + 1), KAFKA_DATA_DIR: dataDir, KAFKA_KEEP_DATA: '1', KAFKA_HEAP: '384m' };
 const kafkaScript = async (...args: string[]) => (await exec('bash', [`${REPO}/scripts/infra/kafka.sh`, ...args], { env: clusterEnv, timeout: 600_000, maxBuffer: 16 * 1024 * 1024 })).stdout.trim();
 
 let brokers = '';
@@ -36,10 +36,17 @@ beforeAll(async () => {
   await resetTopics(kafka, logger);
 });
 
+let failed = false;
+afterEach((context) => {
+  if (context.task.result?.state === 'fail') failed = true;
+});
+
 afterAll(async () => {
   await stopAllServices();
   await kafkaScript('stop').catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
+  // A failed run keeps the brokers' logs for scripts/diagnose-txn-log.ts to read.
+  if (failed) console.error(`cluster test failed: the brokers' data is kept in ${dataDir}`);
+  else rmSync(dataDir, { recursive: true, force: true });
 });
 
 describe('a three-broker cluster', () => {

@@ -1,5 +1,5 @@
 /** Dead-letter records: the original bytes and key, with the reason and the source in headers. */
-import type { ConsumedRecord, ProducedRecord } from './runner.ts';
+import type { ConsumedRecord, ProducedRecord } from './runner/index.ts';
 
 export const DLQ_HEADERS = {
   error: 'dlq.error',

@@ -4,7 +4,7 @@ import './fast-paths.ts';
 export * from './config.ts';
 export * from './logger.ts';
 export * from './kafka.ts';
-export * from './runner.ts';
+export * from './runner/index.ts';
 export * from './metrics.ts';
 export * from './influx.ts';
 export * from './dlq.ts';

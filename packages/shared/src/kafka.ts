@@ -1,7 +1,7 @@
 /**
  * The one place that knows the Kafka client library (kafkajs). Services get a client, producers,
- * consumers and topic administration from here, so a change of client touches this file and
- * runner.ts only.
+ * consumers and topic administration from here (and the runner, in runner/, takes the client's
+ * types from here), so a change of client touches this file and the runner only.
  */
 import { randomUUID } from 'node:crypto';
 import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTypes, type Consumer, type KafkaConfig, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
@@ -9,7 +9,7 @@ import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
 
-export type { Kafka, Producer, Consumer, Admin, IHeaders } from 'kafkajs';
+export type { Kafka, Producer, Consumer, Admin, IHeaders, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 export { CompressionTypes } from 'kafkajs';
 
 // kafkajs 2.2.4 arms a timer with a negative delay when a connection is not throttled; Node runs it

@@ -12,12 +12,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Consumer, Kafka } from './kafka.ts';
 import { groupMembers, slotAssigner, type GroupMember } from './kafka.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { RetryLog, untilSuccess } from './retry.ts';
-import type { ConsumedRecord, TopicPartition } from './runner.ts';
+import type { ConsumedRecord, TopicPartition } from './runner/index.ts';
 
 /** Where to start reading a partition: the offset a store checkpointed, its beginning, or the last N records. */
 export type StartAt = bigint | 'beginning' | { readonly last: number };

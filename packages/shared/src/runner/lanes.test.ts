@@ -1,29 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { produceChunks, takeUpTo, type ProducedRecord } from './runner.ts';
-
-const record = (topic: string, value: string): ProducedRecord => ({ topic, key: 'K', value });
-
-describe('produceChunks', () => {
-  it('keeps a small batch in one chunk grouped by topic, in order', () => {
-    expect(produceChunks([record('a', '1'), record('b', '2'), record('a', '3')])).toEqual([
-      [
-        { topic: 'a', messages: [{ key: 'K', value: '1' }, { key: 'K', value: '3' }] },
-        { topic: 'b', messages: [{ key: 'K', value: '2' }] },
-      ],
-    ]);
-  });
-
-  it('cuts a batch larger than the limit into chunks below it, losing nothing', () => {
-    const outputs = Array.from({ length: 10 }, (_, i) => record('a', String(i).padStart(100, '0')));
-    const chunks = produceChunks(outputs, 400);
-    expect(chunks.map((c) => c[0]!.messages.length)).toEqual([2, 2, 2, 2, 2]);
-    expect(chunks.flatMap((c) => c[0]!.messages.map((m) => m.value))).toEqual(outputs.map((o) => o.value));
-  });
-
-  it('puts a single record above the limit in a chunk of its own', () => {
-    expect(produceChunks([record('a', 'x'.repeat(1000))], 100)).toHaveLength(1);
-  });
-});
+import { runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
 
 describe('takeUpTo (records per transaction)', () => {
   // Offsets with gaps, as transaction markers leave them.
@@ -53,5 +29,24 @@ describe('takeUpTo (records per transaction)', () => {
     const { taken, rest } = takeUpTo([batch('a', [0, 1, 2, 3, 4])], 2);
     expect(shape(taken)).toEqual(['a:0,1 from 0 next 2']);
     expect(shape(rest)).toEqual(['a:2,3,4 from 2 next 5']);
+  });
+});
+
+describe('runsBySource', () => {
+  const entry = (partition: number, offsets: number[]) =>
+    ({
+      source: { topic: 'orders', partition },
+      records: offsets.map((o) => ({ offset: String(o) })),
+      fetchedOffset: String(offsets[0]),
+      nextOffset: String(offsets[offsets.length - 1]! + 1),
+    }) as unknown as BatchContext;
+
+  it('merges consecutive batches of one partition into one run: first fetched offset, last next offset', () => {
+    const runs = runsBySource([entry(0, [1, 2]), entry(0, [3]), entry(1, [7]), entry(0, [4, 5])]);
+    expect(runs.map((r) => [r.source.partition, r.fetchedOffset, r.nextOffset, r.records.map((x) => x.offset)])).toEqual([
+      [0, '1', '4', ['1', '2', '3']],
+      [1, '7', '8', ['7']],
+      [0, '4', '6', ['4', '5']],
+    ]);
   });
 });

@@ -1,0 +1,267 @@
+/**
+ * Exactly-once stages: slots, each with one transactional producer, and one transaction at a time
+ * per slot that commits a lane's outputs with its input offsets (see index.ts).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { slotAssigner, slotOf, defaultPartitioner, type Admin, type Kafka, type Producer } from '../kafka.ts';
+import type { ServiceMetrics } from '../metrics.ts';
+import { untilSuccess } from '../retry.ts';
+import { countBatch, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
+import type { RunnerOptions, RunningConsumer, TransformOptions } from './options.ts';
+import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
+import { errorTypes, retrying, withTimeout } from './retry.ts';
+
+/** A producer for one task's transactions: its id is stable, so a new owner fences the old one. */
+function transactionalProducer(kafka: Kafka, transactionalId: string): Producer {
+  return kafka.producer({
+    transactionalId,
+    idempotent: true,
+    // Two requests in flight: a transaction adds its offsets while it adds its partitions and
+    // produces (see commitWork). Produce requests stay one at a time: kafkajs holds a lock per
+    // broker around each produce of an idempotent producer, and commitWork sends chunks in turn.
+    maxInFlightRequests: 2,
+    transactionTimeout: 60_000,
+    createPartitioner: defaultPartitioner,
+    // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the commit markers
+    // are written (a few ms); kafkajs retries that, and its default first wait (300 ms) would cap a
+    // partition at a few transactions a second.
+    retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 10 },
+  });
+}
+
+type Transaction = Awaited<ReturnType<Producer['transaction']>>;
+type SendOffsetsArgs = Parameters<Transaction['sendOffsets']>[0];
+
+const isConcurrentTransactions = (error: unknown) => errorTypes(error).has('CONCURRENT_TRANSACTIONS');
+
+/**
+ * kafkajs does not retry AddOffsetsToTxn, and right after the previous commit the coordinator
+ * answers CONCURRENT_TRANSACTIONS until that commit is complete. Retry it briefly in place rather
+ * than abort a transaction whose records are already sent.
+ */
+export async function sendOffsets(transaction: Transaction, args: SendOffsetsArgs): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await transaction.sendOffsets(args);
+      return;
+    } catch (error) {
+      if (!isConcurrentTransactions(error) || attempt >= 50) throw error;
+      await sleep(Math.min(100, 5 * attempt));
+    }
+  }
+}
+
+/** Times the steps of one operation into the service's metrics. */
+class StepTimer {
+  private readonly metrics: ServiceMetrics;
+  private readonly started = performance.now();
+  private last = this.started;
+
+  constructor(metrics: ServiceMetrics) {
+    this.metrics = metrics;
+  }
+
+  step(what: string): void {
+    const now = performance.now();
+    this.metrics.time(what, now - this.last);
+    this.last = now;
+  }
+
+  total(what: string): void {
+    this.metrics.time(what, performance.now() - this.started);
+  }
+}
+
+/**
+ * The owner of one slot in this process: the slot's transactional producer (its id names the slot,
+ * so whoever opens it fences any earlier owner and settles its open transaction) and the group's
+ * committed offsets as they were right after that, per topic-partition.
+ */
+export interface SlotOwner {
+  readonly slot: number;
+  readonly producer: Producer;
+  /** The next offset to process per `topic-partition`; records below it were committed already. */
+  readonly committed: Map<string, bigint>;
+}
+
+
+async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
+  const producer = transactionalProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`);
+  try {
+    options.logger.debug({ slot }, 'opening slot: fencing earlier owners');
+    // InitProducerId fences any earlier owner and completes its pending transaction, so the
+    // committed offsets (and changelogs) read after it are final.
+    await withTimeout("fencing the slot's transactional id", producer.connect());
+    const committed = new Map<string, bigint>();
+    for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId: options.groupId, topics: [...options.topics] }))) {
+      for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
+    }
+    return { slot, producer, committed };
+  } catch (error) {
+    await producer.disconnect().catch(() => undefined);
+    throw error;
+  }
+}
+
+export interface SlotWork {
+  readonly run: BatchContext;
+  /** The run's records at or above the committed offset. */
+  readonly fresh: readonly ConsumedRecord[];
+}
+
+/** The runs of a lane with what is left of them once the records committed already are dropped. */
+export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] {
+  return runs
+    .map((run) => {
+      const floor = owner.committed.get(tpKey(run.source)) ?? 0n;
+      // Records are in offset order: usually the first is fresh already and nothing is filtered.
+      const first = run.records[0];
+      const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
+      return { run, fresh };
+    })
+    .filter((w) => w.fresh.length > 0);
+}
+
+/**
+ * One transaction: the input offsets after `work`, then `records`, then commit. Offsets go first:
+ * from the first record sent until the commit markers are written the output partitions' last
+ * stable offset is held back (for every reader), so that stretch is kept short.
+ */
+async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, work: readonly SlotWork[], records: readonly ProducedRecord[]): Promise<void> {
+  const offsets = new Map<string, Map<number, string>>();
+  for (const { run } of work) {
+    let partitions = offsets.get(run.source.topic);
+    if (partitions === undefined) offsets.set(run.source.topic, (partitions = new Map()));
+    partitions.set(run.source.partition, run.nextOffset);
+  }
+  const timer = new StepTimer(metrics);
+  const transaction = await owner.producer.transaction();
+  try {
+    // AddOffsetsToTxn + TxnOffsetCommit run alongside AddPartitionsToTxn + Produce: two round
+    // trips before the commit instead of four. Both settle before the commit or the abort.
+    const settled = await Promise.allSettled([
+      sendOffsets(transaction, {
+        consumerGroupId: groupId,
+        topics: [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) })),
+      }),
+      (async () => {
+        for (const chunk of produceChunks(records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+      })(),
+    ]);
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+    timer.step('txn.send');
+    await transaction.commit();
+    timer.step('txn.commit');
+    timer.total('txn');
+  } catch (error) {
+    await transaction.abort().catch(() => undefined);
+    throw error;
+  }
+  for (const { run } of work) owner.committed.set(tpKey(run.source), BigInt(run.nextOffset));
+}
+
+/** Runs `fn` after every earlier call for the same key. */
+export function keyedLock<K>(): (key: K, fn: () => Promise<void>) => Promise<void> {
+  const locks = new Map<K, Promise<void>>();
+  return (key, fn) => {
+    const previous = locks.get(key) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    locks.set(key, settled);
+    void settled.then(() => {
+      if (locks.get(key) === settled) locks.delete(key);
+    });
+    return next;
+  };
+}
+
+const laneKey = (slot: number) => `slot-${slot}`;
+
+/**
+ * The slot machinery both exactly-once runners share: one owner per slot (opened on first use,
+ * closed when the slot is revoked or a transaction fails), one transaction at a time per slot.
+ * `prepare` turns a transaction's fresh work into the records to produce; `outputs` are what the
+ * metrics count (the rest are changelog entries).
+ */
+export async function runSlots<O extends SlotOwner>(
+  options: RunnerOptions & { readonly transactionalIdPrefix: string },
+  extend: (owner: SlotOwner) => O,
+  prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[] }>,
+  /** After a transaction committed (a failure here starts over with a fresh owner, as a failed commit does). */
+  committed?: (owner: O, work: readonly SlotWork[]) => void,
+): Promise<RunningConsumer> {
+  const { kafka, logger, metrics, groupId } = options;
+  const slots = options.slots ?? 1;
+  const admin: Admin = kafka.admin();
+  await untilSuccess('connecting to Kafka', logger, () => admin.connect(), options.retryMaxMs);
+  const owners = new Map<number, Promise<O>>();
+  const withSlotLock = keyedLock<number>();
+
+  const ownerFor = (slot: number) => openOnce(owners, slot, async () => extend(await openSlotOwner(options, admin, slot)));
+  const closeOwner = async (slot: number): Promise<void> => {
+    const entry = owners.get(slot);
+    owners.delete(slot);
+    if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
+  };
+
+  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+    const runs = runsBySource(entries);
+    const slot = slotOf(runs[0]!.source.partition, slots);
+    return withSlotLock(slot, () =>
+      retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
+        const owner = await ownerFor(slot);
+        const work = freshWork(owner, runs);
+        if (work.length === 0) return;
+        let outputs: readonly ProducedRecord[];
+        try {
+          const timer = new StepTimer(metrics);
+          const prepared = await prepare(owner, work);
+          outputs = prepared.outputs;
+          timer.step('txn.process');
+          await commitWork(owner, groupId, metrics, work, prepared.records);
+          committed?.(owner, work);
+        } catch (error) {
+          // Start over with a fresh owner: re-initialising the producer settles the transaction's
+          // outcome and re-reads the committed offsets (and any state), so an ambiguous commit is
+          // never produced twice and uncommitted state changes are dropped.
+          await closeOwner(slot);
+          throw error;
+        }
+        countBatch(metrics, work.reduce((n, w) => n + w.fresh.length, 0), outputs);
+      }),
+    );
+  };
+
+  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
+    metrics.keepLagOnly(new Set(assigned.map(tpKey)));
+    const keep = new Set(assigned.map((tp) => slotOf(tp.partition, slots)));
+    const revoked = [...owners.keys()].filter((slot) => !keep.has(slot));
+    await Promise.all(
+      revoked.map(async (slot) => {
+        await lanes.get(laneKey(slot))?.running;
+        await withSlotLock(slot, () => closeOwner(slot));
+      }),
+    );
+  };
+
+  const onStop = async () => {
+    await Promise.all([...owners.keys()].map((slot) => closeOwner(slot)));
+    await admin.disconnect();
+  };
+
+  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
+  return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
+}
+
+/** Kafka → Kafka, exactly once (see the file comment). */
+export function runTransform(options: TransformOptions): Promise<RunningConsumer> {
+  return runSlots(
+    options,
+    (owner) => owner,
+    async (_owner, work) => {
+      const outputs: ProducedRecord[] = [];
+      for (const { run, fresh } of work) outputs.push(...(await options.handle(fresh, run.source)));
+      return { outputs, records: outputs };
+    },
+  );
+}

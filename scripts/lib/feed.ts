@@ -3,13 +3,13 @@
  * a given rate (0 = as fast as possible), waits while the broker is not ready (retrying with backoff),
  * shows progress and ends with a summary. --dry-run prints the messages instead.
  */
+import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import {
   createKafka,
   createLogger,
   defaultPartitioner,
   ensureTopics,
-  failureKind,
   kafkaEnv,
   parseEnv,
   topicDefinitions,
@@ -19,8 +19,11 @@ import {
 
 /** While the broker starts (or restarts), the feed waits: each kind of failure is logged once. */
 const RETRY = { maxBackoffMs: 5_000 };
-/** Refusals after which the idempotent producer's state is gone: only a new producer gets on. */
-const PRODUCER_STATE_LOST = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
+/**
+ * A feed that crashed mid-transaction holds back its partitions' last stable offset (what
+ * read_committed consumers may read) until the broker aborts the transaction after this long.
+ */
+const FEED_TRANSACTION_TIMEOUT_MS = 20_000;
 
 export interface FeedMessage {
   readonly key: string | null;
@@ -120,51 +123,65 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
     ? definitions
     : [...definitions, { ...definitions[0]!, name: options.topic as never, description: 'custom topic' }];
   await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topics, logger), RETRY);
-  // Idempotent: a request that reaches some partitions and is retried (kafkajs retries the whole
-  // request, e.g. while a new topic's partitions are still electing leaders) must not write those
-  // partitions twice: seeded orders would otherwise be duplicated.
-  // The client retries a send until every partition acknowledged it, sending again only the
-  // partitions not acknowledged yet (patches/kafkajs: sendMessages), so it never gives up on a
-  // chunk that is half written: sending the whole chunk again would write that half twice.
+  // Each chunk is one transaction, so a chunk that fails part-way is never written twice: a send
+  // that reached some partitions and then failed (a broker crashed; an idempotent producer's
+  // sequence numbers refused after a leader moved) is aborted and sent again whole, and
+  // read_committed readers (every service) see exactly one copy. Retrying the whole chunk without a
+  // transaction wrote the acknowledged partitions again (duplicated orders after a broker failover).
+  // The transaction also commits, as the offset of a consumer group of the feed's own, how many
+  // messages are sent with it: after a commit that failed without an answer that count tells
+  // whether it went through, as the services' input offsets do for theirs.
+  const transactionalId = `${options.name}-feed-${randomUUID()}`;
   const newProducer = (): Producer =>
     kafka.producer({
       createPartitioner: defaultPartitioner,
       allowAutoTopicCreation: false,
       idempotent: true,
+      transactionalId,
+      transactionTimeout: FEED_TRANSACTION_TIMEOUT_MS,
       maxInFlightRequests: 1,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: RETRY.maxBackoffMs },
+      // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS for a few ms.
+      retry: { retries: 20, initialRetryTime: 5, maxRetryTime: RETRY.maxBackoffMs },
     });
+  const admin = kafka.admin();
+  await untilSuccess('connecting to Kafka', logger, () => admin.connect(), RETRY);
+  /** How many messages the feed's committed transactions hold (its group's offset). */
+  const committedThrough = async (): Promise<number> => {
+    const [entry] = await admin.fetchOffsets({ groupId: transactionalId, topics: [options.topic] });
+    const offset = Number(entry?.partitions.find((p) => p.partition === 0)?.offset ?? -1);
+    return offset < 0 ? 0 : offset;
+  };
   let producer = newProducer();
   await untilSuccess('connecting the producer', logger, () => producer.connect(), RETRY);
   /**
-   * Sends one chunk. After a partition leader moved (a broker crashed), the Kafka client's
-   * idempotent producer can be refused for good (OUT_OF_ORDER_SEQUENCE_NUMBER: its sequence numbers
-   * ran ahead of what the new leader holds; the refused batch was not written). A new producer (a
-   * new producer id, sequences from 0) sends it again; the client retries anything else itself.
+   * Sends one chunk in one transaction; `through` is the count of messages sent once it commits.
+   * On any failure the producer is replaced by a new one with the same transactional id: opening it
+   * settles the failed transaction (aborted, or committed if its commit had reached the
+   * coordinator) and starts clean sequence numbers. The chunk is sent again unless it committed.
    */
-  const send = async (messages: { key: string | null; value: string }[]) => {
+  const send = async (messages: { key: string | null; value: string }[], through: number) => {
     try {
-      await producer.send({ topic: options.topic, acks: -1, messages });
+      const transaction = await producer.transaction();
+      await transaction.send({ topic: options.topic, acks: -1, messages });
+      await transaction.sendOffsets({ consumerGroupId: transactionalId, topics: [{ topic: options.topic, partitions: [{ partition: 0, offset: String(through) }] }] });
+      await transaction.commit();
     } catch (error) {
-      const kind = failureKind(error);
-      if (PRODUCER_STATE_LOST.has(kind)) {
-        logger.warn({ reason: kind }, 'the producer was refused for good after a broker failover: sending with a new producer id');
-        await producer.disconnect().catch(() => undefined);
-        producer = newProducer();
-        await producer.connect();
-      }
+      await producer.disconnect().catch(() => undefined);
+      producer = newProducer();
+      await untilSuccess('opening the producer again', logger, () => producer.connect(), RETRY);
+      if ((await untilSuccess('reading what the feed committed', logger, committedThrough, RETRY)) >= through) return;
       throw error;
     }
   };
 
-  const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 2_000;
+  const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 10_000;
   let sent = 0;
   let lastReport = started;
   let chunk: FeedMessage[] = [];
   const flush = async () => {
     if (chunk.length === 0) return;
     const messages = chunk.map((m) => ({ key: m.key, value: m.value }));
-    await untilSuccess('sending', logger, () => send(messages), RETRY);
+    await untilSuccess('sending', logger, () => send(messages, sent + messages.length), RETRY);
     sent += chunk.length;
     chunk = [];
     const now = performance.now();
@@ -185,6 +202,9 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
     await flush();
   } finally {
     await producer.disconnect();
+    // The feed's group only ever held its count: not left behind in the cluster's list of groups.
+    await admin.deleteGroups([transactionalId]).catch(() => undefined);
+    await admin.disconnect();
   }
   const elapsedSeconds = (performance.now() - started) / 1000;
   return { sent, elapsedSeconds, ratePerSecond: sent / elapsedSeconds };

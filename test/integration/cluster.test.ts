@@ -15,7 +15,7 @@ import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
 import { runScript, sleep } from '../../scripts/lib/processes.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor, readAll } from './order-checks.ts';
 import { readTopic, startService, stopAllServices, uniqueName } from './helpers.ts';
 import { REPO } from './infra.ts';
 
@@ -99,6 +99,10 @@ describe('a three-broker cluster', () => {
       await kafkaScript('start-node', String(node));
     }
     await feed;
+    // The feed's own delivery first: each order once in `orders` (a duplicate there would be
+    // filled twice, rightly, and is the feed's fault, not the services').
+    const orders = (await readAll(kafka, TOPICS.orders)).map((r) => r.key);
+    expect({ orders: orders.length, distinct: new Set(orders).size }).toEqual({ orders: ORDERS, distinct: ORDERS });
 
     const records = await readTopic(kafka, TOPICS.fills, expected.size, 600_000);
     const fills = records.map((r) => JSON.parse(r.value.toString()) as Fill);

@@ -174,7 +174,11 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
     }
   };
 
-  const chunkSize = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : 10_000;
+  // At a rate: a chunk every 20 ms, larger when the feed fell behind (a transaction takes a few
+  // round trips, which a busy broker makes long), so that it catches up instead of falling further back.
+  const MAX_CHUNK = 10_000;
+  const minChunk = options.rate > 0 ? Math.max(1, Math.min(2_000, Math.round(options.rate / 50))) : MAX_CHUNK;
+  let chunkSize = minChunk;
   let sent = 0;
   let lastReport = started;
   let chunk: FeedMessage[] = [];
@@ -192,15 +196,30 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
     if (options.rate > 0) {
       const due = started + (sent / options.rate) * 1000;
       if (due > now) await sleep(due - now);
+      const behind = Math.floor((options.rate * (performance.now() - started)) / 1000) - sent;
+      chunkSize = Math.max(minChunk, Math.min(MAX_CHUNK, behind));
     }
   };
+  // Stopped (docker compose stop, Ctrl-C): the chunk in hand is committed first, so no transaction
+  // is left open to hold back what read_committed consumers see until the broker times it out.
+  let stopRequested = false;
+  const onSignal = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    log(`${options.name}: stopping after the chunk in hand`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     for (const message of messages) {
+      if (stopRequested) break;
       chunk.push(message);
       if (chunk.length >= chunkSize) await flush();
     }
     await flush();
   } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     await producer.disconnect();
     // The feed's group only ever held its count: not left behind in the cluster's list of groups.
     await admin.deleteGroups([transactionalId]).catch(() => undefined);

@@ -153,7 +153,7 @@ describe('docker-compose.yml, run as compose runs it', () => {
     // close as they flow); every order it sent is filled exactly once and positions equal the fills.
     await stack.stop('queue-orders');
     const orders = (await readAll(kafka, TOPICS.orders)).map((r) => decodeMessage(PortfolioOrder, r.value));
-    expect(orders.length).toBeGreaterThan(100);
+    expect(orders.length, `orders in the topic; the feed said:\n${stack.containers.get('queue-orders')?.output().slice(-3_000)}`).toBeGreaterThan(100);
     const expected = new Set<string>();
     for (const order of orders) if (order.ok) for (const component of splitPortfolioOrder(order.value)) expected.add(component.component_order_id);
     const fills = await waitFor(

@@ -2,6 +2,7 @@
  * The order flow on a real broker: orders → order-matcher (split, match) → executions →
  * fill-publisher → fills and positions, exactly once even when services are killed or rebalanced.
  */
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +10,9 @@ import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
+import { REPO } from '../../scripts/lib/processes.ts';
 import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
-import { readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
+import { brokers, readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
 
@@ -57,6 +59,24 @@ describe('order flow', () => {
     const ids = records.map((r) => (JSON.parse(r.value.toString()) as { portfolio_order_id: string }).portfolio_order_id);
     expect(records.length).toBe(3000);
     expect(new Set(ids).size).toBe(3000);
+  });
+
+  it('queue-orders stopped with SIGTERM commits the chunk in hand and exits 0; every order it reports sent is in the topic once', async () => {
+    const child = spawn(process.execPath, [`${REPO}/scripts/queue-orders.ts`, '--count', '1000000', '--rate', '300', '--seed', '8'], {
+      env: { ...process.env, KAFKA_BROKERS: brokers(), LOG_LEVEL: 'error' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await waitFor('queue-orders to send', async () => (/sent \d+\/1000000/.test(stderr) ? true : undefined), 120_000, 100);
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(0);
+    const sent = Number(/sent to orders (\d+) orders/.exec(stderr)?.[1]);
+    expect(sent).toBeGreaterThan(0);
+    const records = await readTopic(kafka, TOPICS.orders, sent);
+    expect(records.length).toBe(sent);
+    expect(new Set(records.map((r) => r.key)).size).toBe(sent);
   });
 
   it('a scripted scenario yields exactly the expected fills and positions; orders before any price execute on the first price', async () => {

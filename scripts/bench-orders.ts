@@ -169,8 +169,11 @@ function expect(phase: string, seed: number, count: number): number {
   return components;
 }
 
-async function peak(service: ServiceProcess): Promise<number> {
-  return (await service.metrics()).peakRssBytes;
+/** Peak RSS, and the peaks of what it is made of. */
+async function peak(service: ServiceProcess): Promise<[string, string]> {
+  const m = await service.metrics();
+  const p = m.memoryPeaks;
+  return [mb(m.peakRssBytes), `heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
 }
 
 /** order-matcher and fill-publisher of this run (same groups every time: they resume where they stopped). */
@@ -289,9 +292,9 @@ if (results.length > 0) {
   );
 }
 
-report('order-matcher peak RSS', mb(await peak(matcher)));
-report('fill-publisher peak RSS', mb(await peak(fillPublisher)));
-report('tick-deserializer peak RSS', mb(await peak(deserializer)));
+report('order-matcher peak RSS', ...(await peak(matcher)));
+report('fill-publisher peak RSS', ...(await peak(fillPublisher)));
+report('tick-deserializer peak RSS', ...(await peak(deserializer)));
 ticks.kill('SIGTERM');
 await consumer.disconnect();
 await Promise.all([matcher.stop(), fillPublisher.stop(), deserializer.stop()]);

@@ -61,7 +61,7 @@ describe('order flow', () => {
     expect(new Set(ids).size).toBe(3000);
   });
 
-  it('queue-orders stopped with SIGTERM commits the chunk in hand and exits 0; every order it reports sent is in the topic once', async () => {
+  it('queue-orders stopped with SIGTERM sends the chunk in hand and exits 0; every order it reports sent is in the topic once', async () => {
     const child = spawn(process.execPath, [`${REPO}/scripts/queue-orders.ts`, '--count', '1000000', '--rate', '300', '--seed', '8'], {
       env: { ...process.env, KAFKA_BROKERS: brokers(), LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -20,6 +20,8 @@ export interface MetricsSnapshot {
   healthy: boolean;
   rssBytes: number;
   peakRssBytes: number;
+  /** Peaks of what the RSS is made of, sampled every MEMORY_SAMPLE_MS (V8's heap; buffers outside it). */
+  memoryPeaks: MemoryPeaks;
   extra: Record<string, number>;
   /** Durations of recent operations (e.g. each step of a transaction), over the last TIMING_WINDOW. */
   timings: Record<string, TimingSummary>;
@@ -31,6 +33,16 @@ export interface TimingSummary {
   p99Ms: number;
   maxMs: number;
 }
+
+export interface MemoryPeaks {
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Memory of Buffers and other objects held outside V8's heap (arrayBuffers is part of it). */
+  externalBytes: number;
+  arrayBuffersBytes: number;
+}
+
+const MEMORY_SAMPLE_MS = 500;
 
 /** How many recent durations of each kind the percentiles are taken over. */
 export const TIMING_WINDOW = 4_096;
@@ -68,10 +80,23 @@ export class ServiceMetrics {
   private readonly lagByPartition = new Map<string, number>();
   private readonly startedAt = Date.now();
   private peakRss = 0;
+  private readonly memoryPeaks: MemoryPeaks = { heapUsedBytes: 0, heapTotalBytes: 0, externalBytes: 0, arrayBuffersBytes: 0 };
   private readonly timingWindows = new Map<string, TimingWindow>();
 
   constructor(service: string) {
     this.service = service;
+    this.sampleMemory();
+    setInterval(() => this.sampleMemory(), MEMORY_SAMPLE_MS).unref();
+  }
+
+  private sampleMemory(): void {
+    const m = process.memoryUsage();
+    const peaks = this.memoryPeaks;
+    peaks.heapUsedBytes = Math.max(peaks.heapUsedBytes, m.heapUsed);
+    peaks.heapTotalBytes = Math.max(peaks.heapTotalBytes, m.heapTotal);
+    peaks.externalBytes = Math.max(peaks.externalBytes, m.external);
+    peaks.arrayBuffersBytes = Math.max(peaks.arrayBuffersBytes, m.arrayBuffers);
+    this.peakRss = Math.max(this.peakRss, m.rss);
   }
 
   /** Records how long one `what` took. */
@@ -110,6 +135,7 @@ export class ServiceMetrics {
       healthy: this.healthy,
       rssBytes: rss,
       peakRssBytes: Math.max(this.peakRss, process.resourceUsage().maxRSS * 1024),
+      memoryPeaks: { ...this.memoryPeaks },
       extra: { ...this.extra },
       timings: Object.fromEntries([...this.timingWindows].map(([what, window]) => [what, window.summary()])),
     };

@@ -8,6 +8,13 @@ describe('parseEnv', () => {
     expect(env.TOPIC_PARTITIONS).toBe(6);
     expect(env.INFLUX_URL).toBe('http://127.0.0.1:8086');
     expect(env.KAFKA_SSL).toBe(false);
+    expect(env.FETCH_MAX_BYTES).toBe(16 * 1024 * 1024);
+    expect(env.FETCH_MAX_PARTITION_BYTES).toBe(2 * 1024 * 1024);
+  });
+
+  it('takes fetch sizes in bytes and refuses a fetch too small to hold a batch', () => {
+    expect(parseEnv(serviceEnv, { FETCH_MAX_BYTES: '1048576', FETCH_MAX_PARTITION_BYTES: '262144' })).toMatchObject({ FETCH_MAX_BYTES: 1_048_576, FETCH_MAX_PARTITION_BYTES: 262_144 });
+    expect(() => parseEnv(serviceEnv, { FETCH_MAX_PARTITION_BYTES: '100' })).toThrow(/FETCH_MAX_PARTITION_BYTES="100"/);
   });
 
   it('parses lists, numbers and booleans', () => {

@@ -85,6 +85,14 @@ export const serviceEnv = {
   FETCH_MIN_BYTES: envInt(1, 64 * 1024 * 1024).default(1),
   FETCH_MAX_WAIT_MS: envInt(1, 60_000).default(200),
   /**
+   * The most bytes one fetch returns (FETCH_MAX_BYTES, all partitions) and takes of one partition
+   * (FETCH_MAX_PARTITION_BYTES). Records keep their fetch's buffer alive while they are queued, and
+   * fetching waits while a lane holds more than twice a partition's share, so these bound the
+   * memory outside the heap; smaller means smaller transactions in a backlog.
+   */
+  FETCH_MAX_BYTES: envInt(64 * 1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  FETCH_MAX_PARTITION_BYTES: envInt(16 * 1024, 1024 * 1024 * 1024).default(2 * 1024 * 1024),
+  /**
    * Exactly-once stages: how many transactional producers (slots) share a stage's partitions. Each
    * slot is assigned whole to one instance, so this is also the most instances that can share the
    * work; 1 gives the fewest transactions. Every instance of a group must use the same value.

@@ -132,7 +132,7 @@ export function startConsumer(
     groupId,
     readUncommitted: false,
     maxBytesPerPartition,
-    maxBytes: 16 * 1024 * 1024,
+    maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
     minBytes: options.fetchMinBytes ?? 1,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     sessionTimeout: 30_000,

@@ -12,6 +12,8 @@ export interface RunnerOptions {
   readonly topics: readonly string[];
   /** Upper bound of the backoff between retries. */
   readonly retryMaxMs?: number;
+  /** Max bytes one fetch request returns, all partitions together (16 MiB by default). */
+  readonly maxBytes?: number;
   /** Max bytes fetched per partition and request; bounds the size of one batch. */
   readonly maxBytesPerPartition?: number;
   readonly partitionsConsumedConcurrently?: number;

@@ -40,12 +40,16 @@ const { values } = parseArgs({
     priority: { type: 'string' },
     /** After the listed rates, raise the rate by this many orders/s while the pipeline keeps up. */
     ramp: { type: 'string', default: '0' },
+    /** Instances of order-matcher and of fill-publisher, each pair in one group (TRANSACTION_SLOTS decides how they share). */
+    instances: { type: 'string', default: '1' },
   },
 });
 const BACKLOG = Number(values.backlog);
 const RATES = values.rates.split(',').map(Number).filter((r) => r > 0);
 const SECONDS = Number(values.seconds);
 const RAMP = Number(values.ramp);
+const INSTANCES = Number(values.instances);
+if (!Number.isInteger(INSTANCES) || INSTANCES < 1) throw new Error(`--instances must be a whole number >= 1, not ${values.instances}`);
 /**
  * A phase kept up when, as its feed ended, less than a second's worth of its components was
  * still unfilled, and every one was filled within KEPT_UP_SECONDS.
@@ -72,10 +76,11 @@ function percentiles(xs: readonly number[], ps: readonly number[]): [number, num
  * Who takes the CPU while a phase runs: the machine (busy share of all cores) and each process
  * (share of one core). The broker is found when this machine runs it (scripts/infra/kafka.sh).
  */
-function cpuRow(what: string, use: CpuUse | undefined): void {
+function cpuRow(what: string, use: CpuUse | undefined, components: number): void {
   if (use === undefined) return;
   const parts = [...use.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`);
   report(`  CPU ${what}`, `machine ${use.machineBusyPct.toFixed(0)} % busy`, `of one core: ${parts.join(', ')}`);
+  report(`    machine CPU per 1,000 components`, `${((use.machineBusySeconds / components) * 1000).toFixed(2)} s`, `${use.machineBusySeconds.toFixed(1)} CPU-s (all processes, broker included) for ${fmt(components)} components`);
 }
 const cpuPids = new Map<string, number>();
 const brokerPort = env.KAFKA_BROKERS[0]?.split(':')[1];
@@ -176,12 +181,16 @@ async function peak(service: ServiceProcess): Promise<[string, string]> {
   return [mb(m.peakRssBytes), `heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
 }
 
-/** order-matcher and fill-publisher of this run (same groups every time: they resume where they stopped). */
-const startPipeline = () =>
-  Promise.all([
-    startService('order-matcher', { env: { ...baseEnv, GROUP_ID: `${run}-m` } }),
-    startService('fill-publisher', { env: { ...baseEnv, GROUP_ID: `${run}-f` } }),
-  ]);
+/**
+ * INSTANCES of order-matcher and of fill-publisher for this run (same groups every time: they
+ * resume where they stopped), as [matchers, fill publishers].
+ */
+const startPipeline = async (): Promise<[ServiceProcess[], ServiceProcess[]]> => {
+  const each = (name: string, group: string) => Promise.all(Array.from({ length: INSTANCES }, () => startService(name, { env: { ...baseEnv, GROUP_ID: group } })));
+  return Promise.all([each('order-matcher', `${run}-m`), each('fill-publisher', `${run}-f`)]);
+};
+/** A service's name in the table: with several instances, numbered. */
+const label = (name: string, i: number) => (INSTANCES === 1 ? name : `${name} #${i + 1}`);
 
 // 0. Warm-up: a freshly started broker compiles its hot paths for about a minute (more than a core
 // of CPU at first), which would otherwise land on the first figures. The services then stop, so the
@@ -190,7 +199,7 @@ const WARMUP_SECONDS = Number(values.warmup);
 if (WARMUP_SECONDS > 0) {
   process.stderr.write(`warm-up: 1,000 portfolio orders/s for ${WARMUP_SECONDS} s...\n`);
   const warmupComponents = expect('warmup', 99, 1_000 * WARMUP_SECONDS);
-  const warming = await startPipeline();
+  const warming = (await startPipeline()).flat();
   await runScript('queue-orders.ts', ['--count', String(1_000 * WARMUP_SECONDS), '--seed', '99', '--rate', '1000', ...feedArgs], { LOG_LEVEL: 'error' });
   await waitFor('every warm-up component filled', async () => ((fillsSeen.get('warmup') ?? 0) >= warmupComponents ? true : undefined), 900_000, 100);
   await Promise.all(warming.map((service) => service.stop()));
@@ -200,16 +209,17 @@ if (WARMUP_SECONDS > 0) {
 process.stderr.write(`throughput: a backlog of ${fmt(BACKLOG)} portfolio orders...\n`);
 const backlogComponents = expect('backlog', 101, BACKLOG);
 await runScript('queue-orders.ts', ['--count', String(BACKLOG), '--seed', '101', ...feedArgs], { LOG_LEVEL: 'error' });
-const [matcher, fillPublisher] = await startPipeline();
-if (matcher.child.pid !== undefined) cpuPids.set('order-matcher', matcher.child.pid);
-if (fillPublisher.child.pid !== undefined) cpuPids.set('fill-publisher', fillPublisher.child.pid);
+const [matchers, fillPublishers] = await startPipeline();
+const pipeline = [...matchers, ...fillPublishers];
+for (const [i, s] of matchers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('order-matcher', i), s.child.pid);
+for (const [i, s] of fillPublishers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('fill-publisher', i), s.child.pid);
 const drainCpu = measureCpu(cpuPids);
 await waitFor('every backlog component filled', async () => ((fillsSeen.get('backlog') ?? 0) >= backlogComponents ? true : undefined), 900_000, 100);
 const drainCpuUse = drainCpu.stop();
 await sleep(1_000);
 const drainSeconds = (lastFillAt - firstFillAt) / 1000;
-report('order-matcher + fill-publisher, backlog drain', `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
-cpuRow('from start to the last fill', drainCpuUse);
+report(`order-matcher + fill-publisher${INSTANCES === 1 ? '' : ` (${INSTANCES} instances each)`}, backlog drain`, `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
+cpuRow('from start to the last fill', drainCpuUse, backlogComponents);
 report('fills / components (backlog)', `${fmt(fillsSeen.get('backlog') ?? 0)} / ${fmt(backlogComponents)}`, (fillsSeen.get('backlog') ?? 0) === backlogComponents ? 'exactly once' : 'MISMATCH');
 
 // 2. Latency at fixed rates, then (--ramp) at rising ones while the pipeline keeps up.
@@ -225,13 +235,14 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
   process.stderr.write(`latency: ${fmt(rate)} portfolio orders/s for ${SECONDS} s...\n`);
   const components = expect(phase, seed, count);
   // Transactions each service had timed before this feed: its timing window may reach back into them.
-  const timedBefore = new Map((await Promise.all([matcher.metrics(), fillPublisher.metrics()])).map((s) => [s.service, s.timings?.['txn']?.count ?? 0]));
+  const timedBefore = (await Promise.all(pipeline.map((s) => s.metrics()))).map((s) => s.timings?.['txn']?.count ?? 0);
   const started = performance.now();
   const feedCpu = measureCpu(cpuPids);
   await runScript('queue-orders.ts', ['--count', String(count), '--seed', String(seed), '--rate', String(rate), ...feedArgs], { LOG_LEVEL: 'error' });
   const feedSeconds = (performance.now() - started) / 1000;
   const feedCpuUse = feedCpu.stop();
-  const [m, f] = await Promise.all([matcher.metrics(), fillPublisher.metrics()]);
+  const snapshots = await Promise.all(pipeline.map((s) => s.metrics()));
+  const lagOf = (service: string) => snapshots.filter((s) => s.service === service).reduce((sum, s) => sum + s.lag, 0);
   const lagAtEnd = components - (fillsSeen.get(phase) ?? 0);
   await waitFor(`every ${phase} component filled`, async () => ((fillsSeen.get(phase) ?? 0) >= components ? true : undefined), 900_000, 100);
   const drainedAfter = (performance.now() - started) / 1000 - feedSeconds;
@@ -239,7 +250,7 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
   const line = (xs: number[]) => percentiles(xs, [50, 99, 99.9]).map(([p, v]) => `p${p} ${v.toFixed(0)} ms`).join(', ');
   report(`feed at ${fmt(rate)} portfolio orders/s`, `${fmt(count / feedSeconds)} orders/s = ${fmt(components / feedSeconds)} components/s`, `${fmt(count)} orders in ${feedSeconds.toFixed(1)} s`);
   report(`  order→fill latency, priority 1 (${fmt(l.p1.length)} fills)`, line(l.p1));
-  cpuRow('while feeding', feedCpuUse);
+  cpuRow('while feeding', feedCpuUse, components);
   const h = hops.get(phase);
   if (h !== undefined) {
     const mid = (xs: number[]) => `${percentiles(xs, [50, 99]).map(([p, v]) => `p${p} ${v.toFixed(0)}`).join(' / ')} ms`;
@@ -248,21 +259,22 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
     report(`    per hop: execution → fill (fill-publisher)`, mid(h.fill));
     report(`    per hop: fill → seen by a reader`, mid(h.read), 'commit + read_committed fetch');
   }
-  for (const service of [m, f]) {
+  for (const [i, service] of snapshots.entries()) {
     const t = service.timings ?? {};
+    const name = label(service.service, i % INSTANCES);
     const steps = ['txn.process', 'txn.send', 'txn.commit'].filter((k) => t[k] !== undefined);
     if (t['txn'] !== undefined) {
       const window = Math.min(t['txn'].count, TIMING_WINDOW);
-      const earlier = Math.max(0, window - (t['txn'].count - (timedBefore.get(service.service) ?? 0)));
+      const earlier = Math.max(0, window - (t['txn'].count - (timedBefore[i] ?? 0)));
       report(
-        `    ${service.service} transactions (last ${fmt(window)})`,
+        `    ${name} transactions (last ${fmt(window)})`,
         `p50 ${t['txn'].p50Ms.toFixed(1)} / p99 ${t['txn'].p99Ms.toFixed(1)} ms`,
         steps.map((k) => `${k.slice(4)} ${t[k]!.p50Ms.toFixed(1)}/${t[k]!.p99Ms.toFixed(1)}`).join(', ') + (earlier > 0 ? `; ${fmt(earlier)} of them from before this feed` : ''),
       );
     }
   }
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
-  report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(m.lag)}, fill-publisher lag ${fmt(f.lag)}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);
+  report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(lagOf('order-matcher'))}, fill-publisher lag ${fmt(lagOf('fill-publisher'))}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);
   report(`  fills / components`, `${fmt(fillsSeen.get(phase) ?? 0)} / ${fmt(components)}`, (fillsSeen.get(phase) ?? 0) === components ? 'exactly once' : 'MISMATCH');
   const behindSeconds = lagAtEnd / (components / feedSeconds);
   const keptUp = behindSeconds < 1 && drainedAfter <= KEPT_UP_SECONDS;
@@ -292,12 +304,12 @@ if (results.length > 0) {
   );
 }
 
-report('order-matcher peak RSS', ...(await peak(matcher)));
-report('fill-publisher peak RSS', ...(await peak(fillPublisher)));
+for (const [i, s] of matchers.entries()) report(`${label('order-matcher', i)} peak RSS`, ...(await peak(s)));
+for (const [i, s] of fillPublishers.entries()) report(`${label('fill-publisher', i)} peak RSS`, ...(await peak(s)));
 report('tick-deserializer peak RSS', ...(await peak(deserializer)));
 ticks.kill('SIGTERM');
 await consumer.disconnect();
-await Promise.all([matcher.stop(), fillPublisher.stop(), deserializer.stop()]);
+await Promise.all([...pipeline.map((s) => s.stop()), deserializer.stop()]);
 
 figures.print();
 process.exit(0);

@@ -48,7 +48,7 @@ interface Copy {
 }
 
 const batchLine = /^baseOffset: (\d+) lastOffset: (\d+) count: \d+ baseSequence: (-?\d+) lastSequence: -?\d+ producerId: (-?\d+) producerEpoch: (-?\d+) partitionLeaderEpoch: -?\d+ isTransactional: (true|false) isControl: (true|false)/;
-const recordLine = /^\| offset: (\d+) .*?(?:endTxnMarker: (\w+)|payload: (.*))$/;
+const recordLine = /^\| offset: (\d+) .*?(?:endTxnMarker: (\w+).*|payload: (.*))$/;
 
 /** Parses DumpLogSegments output of one partition into its records, each with its batch; markers close the producer's open batches. */
 function parseDump(partition: number, text: string): Copy[] {

@@ -18,6 +18,8 @@ export interface CpuUse {
   readonly machineBusyPct: number;
   /** Per process: percent of one core. */
   readonly processPct: Map<string, number>;
+  /** CPU seconds the whole machine spent busy (all cores, every process). */
+  readonly machineBusySeconds: number;
 }
 
 /** Jiffies per second; 100 on every Linux this runs on (getconf CLK_TCK). */
@@ -77,7 +79,7 @@ export function measureCpu(pids: ReadonlyMap<string, number>): { stop(): CpuUse 
         const before = start.processes.get(name);
         if (before !== undefined) processPct.set(name, ((jiffies - before) / HZ / seconds) * 100);
       }
-      return { machineBusyPct: ((end.busy - start.busy) / (end.total - start.total)) * 100, processPct };
+      return { machineBusyPct: ((end.busy - start.busy) / (end.total - start.total)) * 100, processPct, machineBusySeconds: (end.busy - start.busy) / HZ };
     },
   };
 }

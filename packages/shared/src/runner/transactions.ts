@@ -96,6 +96,8 @@ async function openSlotOwner(options: RunnerOptions & { readonly transactionalId
     for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId: options.groupId, topics: [...options.topics] }))) {
       for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
     }
+    // Logged so that a transaction processed twice can be traced to the offsets its owner started from.
+    options.logger.info({ slot, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) }, 'slot opened: committed offsets read after fencing');
     return { slot, producer, committed };
   } catch (error) {
     await producer.disconnect().catch(() => undefined);
@@ -221,6 +223,10 @@ export async function runSlots<O extends SlotOwner>(
           await commitWork(owner, groupId, metrics, work, prepared.records);
           committed?.(owner, work);
         } catch (error) {
+          logger.warn(
+            { slot, err: error, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])) },
+            'transaction failed (its outcome is settled when the slot is opened again)',
+          );
           // Start over with a fresh owner: re-initialising the producer settles the transaction's
           // outcome and re-reads the committed offsets (and any state), so an ambiguous commit is
           // never produced twice and uncommitted state changes are dropped.

@@ -149,21 +149,31 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   await admin.disconnect();
   let producer = newProducer();
   await untilSuccess('connecting the producer', logger, () => producer.connect(), RETRY);
+  /** False after the producer was replaced: the next attempt connects it first. */
+  let connected = true;
   type Outgoing = { key: string | null; value: string; partition: number };
-  /** Sends each partition's messages; returns those of the partitions that refused them. */
-  const sendPartitions = async (pending: readonly Outgoing[][]): Promise<Outgoing[][]> => {
-    const results = await Promise.allSettled(pending.map((messages) => producer.send({ topic: options.topic, acks: -1, messages })));
-    const refused = pending.filter((_, i) => results[i]!.status === 'rejected');
-    if (refused.length === 0) return [];
+  /**
+   * One attempt at a chunk's partitions still to send (`pending`, one list per partition): sends
+   * them, and leaves in `pending` only those that refused, before anything else can fail.
+   */
+  const sendPending = async (pending: { lists: Outgoing[][] }): Promise<void> => {
+    if (!connected) {
+      await producer.connect();
+      connected = true;
+    }
+    const results = await Promise.allSettled(pending.lists.map((messages) => producer.send({ topic: options.topic, acks: -1, messages })));
+    const refused = pending.lists.filter((_, i) => results[i]!.status === 'rejected');
+    pending.lists = refused;
+    if (refused.length === 0) return;
     const error = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as unknown;
     const kind = failureKind(error);
     if (PRODUCER_STATE_LOST.has(kind)) {
       logger.warn({ reason: kind, partitions: refused.map((m) => m[0]!.partition) }, 'partitions refused the producer for good after a broker failover: sending them again with a new producer id');
       await producer.disconnect().catch(() => undefined);
       producer = newProducer();
-      await producer.connect();
+      connected = false;
     }
-    throw Object.assign(new Error(`${refused.length} partition(s) refused the chunk (${kind})`, { cause: error }), { refused });
+    throw new Error(`${refused.length} partition(s) refused the chunk (${kind})`, { cause: error });
   };
 
   // At a rate: a chunk every 20 ms, larger when the feed fell behind (a busy broker makes a send
@@ -183,20 +193,8 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
       if (list === undefined) byPartition.set(partition, (list = []));
       list.push({ key: m.key, value: m.value, partition });
     }
-    let pending = [...byPartition.values()];
-    await untilSuccess(
-      'sending',
-      logger,
-      async () => {
-        try {
-          pending = await sendPartitions(pending);
-        } catch (error) {
-          pending = (error as { refused?: Outgoing[][] }).refused ?? pending;
-          throw error;
-        }
-      },
-      RETRY,
-    );
+    const pending = { lists: [...byPartition.values()] };
+    await untilSuccess('sending', logger, () => sendPending(pending), RETRY);
     sent += chunk.length;
     chunk = [];
     const now = performance.now();

@@ -111,17 +111,21 @@ function main(): void {
       } catch {
         continue;
       }
-      byId.set(id, [...(byId.get(id) ?? []), copy]);
+      const list = byId.get(id);
+      if (list === undefined) byId.set(id, [copy]);
+      else list.push(copy);
     }
   }
   const twice = [...byId.entries()].filter(([, list]) => list.length > 1);
   console.log(`${topic}: ${total} committed records in ${partitions.length} partitions, ${aborted} aborted or pending, ${twice.length} ${field} values seen more than once`);
-  const describe = (c: Copy) =>
-    `p${c.batch.partition}@${c.offset} batch ${c.batch.baseOffset}-${c.batch.lastOffset} producer ${c.batch.producerId}/${c.batch.producerEpoch} seq ${c.batch.baseSequence} ${c.batch.marker === undefined ? 'no marker' : `${c.batch.marker.type}@${c.batch.marker.offset}`}`;
-  const batches = new Map<string, number>();
-  for (const [, list] of twice) for (const c of list) batches.set(describe(c).replace(/^p\d+@\d+ /, `p${c.batch.partition} `), (batches.get(describe(c).replace(/^p\d+@\d+ /, `p${c.batch.partition} `)) ?? 0) + 1);
+  const describeBatch = (b: Batch) =>
+    `p${b.partition} batch ${b.baseOffset}-${b.lastOffset} producer ${b.producerId}/${b.producerEpoch} seq ${b.baseSequence} ${b.marker === undefined ? 'no marker' : `${b.marker.type}@${b.marker.offset}`}`;
+  const describe = (c: Copy) => `${describeBatch(c.batch).replace(/^p\d+/, `p${c.batch.partition}@${c.offset}`)}`;
+  const batches = new Map<Batch, number>();
+  for (const [, list] of twice) for (const c of list) batches.set(c.batch, (batches.get(c.batch) ?? 0) + 1);
   console.log('batches holding the copies (duplicated records in each):');
-  for (const [b, n] of [...batches.entries()].sort()) console.log(`  ${b}: ${n}`);
+  const inLogOrder = [...batches.entries()].sort(([x], [y]) => x.partition - y.partition || x.baseOffset - y.baseOffset);
+  for (const [batch, n] of inLogOrder) console.log(`  ${describeBatch(batch)}: ${n}`);
   for (const [id, list] of twice.slice(0, Number(values.limit))) {
     console.log(`${field} ${id}:`);
     for (const c of list) console.log(`  ${describe(c)}  ${c.value.slice(0, 160)}`);

@@ -223,8 +223,9 @@ export async function runSlots<O extends SlotOwner>(
           await commitWork(owner, groupId, metrics, work, prepared.records);
           committed?.(owner, work);
         } catch (error) {
-          logger.warn(
-            { slot, err: error, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])) },
+          // The error itself is logged by `retrying`, once per outage; this records what was at stake.
+          logger.info(
+            { slot, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])) },
             'transaction failed (its outcome is settled when the slot is opened again)',
           );
           // Start over with a fresh owner: re-initialising the producer settles the transaction's

@@ -15,6 +15,7 @@ import {
   createLogger,
   partitionFor,
   readPartitionsToEnd,
+  readStableOffsets,
   restoreAll,
   runStateful,
   runTransform,
@@ -121,6 +122,48 @@ async function produceSpaced(count: number, everyMs: number, prefix = 't'): Prom
     await producer.disconnect();
   }
 }
+
+describe('committed offsets read by a new slot owner', () => {
+  it('wait for offsets an open transaction holds and then read them; a plain read answers "none" meanwhile', async () => {
+    const group = uniqueName('it-stable');
+    const admin = kafka.admin();
+    cleanups.push(() => admin.disconnect());
+    await admin.connect();
+    const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
+    cleanups.push(() => producer.disconnect());
+    await producer.connect();
+    // The group's first offsets ever for ticks-0 and ticks-1, in a transaction left open.
+    const transaction = await producer.transaction();
+    await transaction.send({ topic: TOPICS.prices, messages: [{ key: 'IVE', value: 'v' }] });
+    await transaction.sendOffsets({ consumerGroupId: group, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '5' }, { partition: 1, offset: '7' }] }] });
+
+    // Without require_stable the coordinator answers with what it had settled: nothing yet. A
+    // new owner reading this would process ticks-0 and ticks-1 from the start again.
+    const plain = await admin.fetchOffsets({ groupId: group, topics: [{ topic: TOPICS.ticks, partitions: [0, 2] }] });
+    expect(plain).toEqual([{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '-1', metadata: null }, { partition: 2, offset: '-1', metadata: null }] }]);
+
+    let settled = false;
+    const stable = readStableOffsets(admin, group, [TOPICS.ticks], (partition) => partition === 0 || partition === 2).finally(() => {
+      settled = true;
+    });
+    // It keeps asking while the transaction is open, however long that takes.
+    await sleep(1_500);
+    expect(settled).toBe(false);
+    await transaction.commit();
+    // Only the partitions asked for, at the offsets the transaction committed (none for ticks-2).
+    expect(await stable).toEqual(new Map([[`${TOPICS.ticks}-0`, 5n], [`${TOPICS.ticks}-2`, 0n]]));
+    expect(await admin.fetchOffsets({ groupId: group, topics: [TOPICS.ticks], requireStable: true })).toEqual([
+      {
+        topic: TOPICS.ticks,
+        partitions: expect.arrayContaining([
+          { partition: 0, offset: '5', metadata: null },
+          { partition: 1, offset: '7', metadata: null },
+          { partition: 2, offset: '-1', metadata: null },
+        ]),
+      },
+    ]);
+  });
+});
 
 describe('exactly-once runner', () => {
   it("adds a transaction's offsets while it produces its records", async () => {

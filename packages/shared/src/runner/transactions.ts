@@ -85,6 +85,40 @@ export interface SlotOwner {
 }
 
 
+const isUnstableOffsetCommit = (error: unknown) => errorTypes(error).has('UNSTABLE_OFFSET_COMMIT');
+
+/**
+ * The group's committed offsets of the partitions `owns` picks, as the group coordinator has them
+ * now: OffsetFetch with require_stable (v7, KIP-447), as Kafka's Java consumer asks when it reads
+ * committed records. Without it a coordinator may answer from the offsets it had settled a moment
+ * before (Kafka 4's coordinator reads at its log's last committed offset), and a partition whose
+ * first offsets were just committed reads as never committed: its records would be processed
+ * again. A partition with offsets in a transaction still open (an owner under an earlier slot
+ * count) is answered UNSTABLE_OFFSET_COMMIT, and is read again until that transaction ends. Only
+ * this slot's partitions are asked for: the other slots' transactions are open most of the time.
+ */
+export async function readStableOffsets(admin: Admin, groupId: string, topics: readonly string[], owns: (partition: number) => boolean): Promise<Map<string, bigint>> {
+  const { topics: metadata } = await admin.fetchTopicMetadata({ topics: [...topics] });
+  const wanted = metadata
+    .map(({ name, partitions }) => ({ topic: name, partitions: partitions.map((p) => p.partitionId).filter(owns).sort((a, b) => a - b) }))
+    .filter((t) => t.partitions.length > 0);
+  const committed = new Map<string, bigint>();
+  if (wanted.length === 0) return committed;
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics: wanted, requireStable: true })) {
+        for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
+      }
+      return committed;
+    } catch (error) {
+      // A transaction times out after 60 s at most (transactionalProducer), and is aborted then.
+      if (!isUnstableOffsetCommit(error) || Date.now() - started > 90_000) throw error;
+      await sleep(Math.min(200, 10 * attempt));
+    }
+  }
+}
+
 async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
   const producer = transactionalProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`);
   try {
@@ -92,10 +126,7 @@ async function openSlotOwner(options: RunnerOptions & { readonly transactionalId
     // InitProducerId fences any earlier owner and completes its pending transaction, so the
     // committed offsets (and changelogs) read after it are final.
     await withTimeout("fencing the slot's transactional id", producer.connect());
-    const committed = new Map<string, bigint>();
-    for (const { topic, partitions } of await withTimeout('reading committed offsets', admin.fetchOffsets({ groupId: options.groupId, topics: [...options.topics] }))) {
-      for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
-    }
+    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (partition) => slotOf(partition, options.slots ?? 1) === slot), 120_000);
     // Logged so that a transaction processed twice can be traced to the offsets its owner started from.
     options.logger.info({ slot, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) }, 'slot opened: committed offsets read after fencing');
     return { slot, producer, committed };

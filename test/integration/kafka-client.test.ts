@@ -143,7 +143,7 @@ describe('committed offsets read by a new slot owner', () => {
     expect(plain).toEqual([{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '-1', metadata: null }, { partition: 2, offset: '-1', metadata: null }] }]);
 
     let settled = false;
-    const stable = readStableOffsets(admin, group, [TOPICS.ticks], (partition) => partition === 0 || partition === 2).finally(() => {
+    const stable = readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0 || partition === 2).finally(() => {
       settled = true;
     });
     // It keeps asking while the transaction is open, however long that takes.

@@ -220,6 +220,36 @@ describe('order flow under failure', () => {
     expectPositionsEqualFills(positions, fills);
   });
 
+  it('one transactional producer per instance: two order-matchers and two fill-publishers, a third joining and the first of each SIGKILLed mid-run: every component order is filled exactly once', async () => {
+    const group = uniqueName('it');
+    const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTIONAL_PRODUCER: 'instance' };
+    const fillsEnv = { GROUP_ID: `${group}-fills`, TRANSACTIONAL_PRODUCER: 'instance' };
+    const matchers = [await startService('order-matcher', matcherEnv), await startService('order-matcher', matcherEnv)];
+    const fillPublishers = [await startService('fill-publisher', fillsEnv), await startService('fill-publisher', fillsEnv)];
+    const { expected, feed } = await startRun(33, 2_500);
+    const assigned = async (service: ServiceProcess, groupId: string) => (await service.metrics()).extra[`assigned:${groupId}`] ?? 0;
+
+    // Both instances of each stage share the partitions.
+    for (const [services, groupId] of [[matchers, matcherEnv.GROUP_ID], [fillPublishers, `${fillsEnv.GROUP_ID}-fill`], [fillPublishers, `${fillsEnv.GROUP_ID}-positions`]] as const) {
+      for (const service of services) await waitFor(`${groupId}: both instances assigned partitions`, async () => ((await assigned(service, groupId)) > 0 ? true : undefined), 120_000, 100);
+    }
+    await waitFor('order-matcher a quarter through', async () => ((await producedBy(matchers[0]!)) + (await producedBy(matchers[1]!)) > expected.size / 4 ? true : undefined), 300_000, 100);
+    // A third instance of each joins (a rebalance while both others are transacting) ...
+    const before = await assigned(matchers[0]!, matcherEnv.GROUP_ID);
+    matchers.push(await startService('order-matcher', matcherEnv));
+    fillPublishers.push(await startService('fill-publisher', fillsEnv));
+    await waitFor('the first order-matcher to give partitions up', async () => ((await assigned(matchers[0]!, matcherEnv.GROUP_ID)) < before ? true : undefined), 120_000, 100);
+    // ... then the first of each is killed with its transaction in hand.
+    await sleep(1_000);
+    expect((await matchers[0]!.stop('SIGKILL')).signal).toBe('SIGKILL');
+    expect((await fillPublishers[0]!.stop('SIGKILL')).signal).toBe('SIGKILL');
+
+    await feed;
+    const { fills, positions } = await settle(expected.size);
+    expectExactlyOnce(fills, expected);
+    expectPositionsEqualFills(positions, fills);
+  });
+
   it("fill-publisher's positions store: a restart opens it (no changelog read), SIGKILL loses nothing, a lost store is restored from the changelog", async () => {
     const group = uniqueName('it');
     const fillsEnv = { GROUP_ID: `${group}-fills` };

@@ -99,6 +99,14 @@ export const serviceEnv = {
    */
   TRANSACTION_SLOTS: envInt(1, 10_000).default(1),
   /**
+   * Exactly-once stages: `slot` gives each of the TRANSACTION_SLOTS its own transactional producer;
+   * `instance` gives each instance one (TRANSACTION_SLOTS is then not used): the group deals the
+   * partitions over however many instances there are, and their offset commits carry the group
+   * generation so that an instance that lost partitions in a rebalance cannot commit for them
+   * (KIP-447). Every instance of a group must use the same value.
+   */
+  TRANSACTIONAL_PRODUCER: z.enum(['slot', 'instance'], { error: 'must be slot or instance' }).default('slot'),
+  /**
    * The least time between the starts of a stage's transactions (influx-writer: of a partition's
    * writes): what arrives sooner joins the next one; a stage idle for longer starts at once. Each
    * transaction costs the broker about 3 ms of CPU whatever its size, so 0 (a transaction as soon

@@ -145,7 +145,8 @@ function announcedSlots(memberMetadata: Buffer): number | undefined {
  * co-partitioned topics are joined in one member (partition p of each lands together, like Kafka
  * Streams' tasks), and each slot's work is committed by one transactional producer whose id names
  * the slot: a new owner of the slot fences the old one. Members must agree on the slot count; the
- * leader gives nothing to a member that announced another one (and says so in the log). `announce`
+ * leader gives nothing to a member that announced another one (and says so in the log). Slots 0
+ * makes every partition number its own slot (one producer per instance). `announce`
  * goes into this member's metadata too, for the other members to read (see groupMembers).
  */
 export function slotAssigner(slots: number, logger: Logger, announce: Record<string, unknown> = {}): PartitionAssigner {
@@ -158,7 +159,7 @@ export function slotAssigner(slots: number, logger: Logger, announce: Record<str
       for (const { memberId, memberMetadata } of members) {
         const theirs = announcedSlots(memberMetadata);
         if (theirs === slots) agreeing.push(memberId);
-        else logger.error({ memberId, theirSlots: theirs, slots }, 'a member of the group uses another TRANSACTION_SLOTS: it gets no partitions until all members agree');
+        else logger.error({ memberId, theirSlots: theirs, slots }, 'a member of the group uses another TRANSACTION_SLOTS or TRANSACTIONAL_PRODUCER (slots 0: one producer per instance): it gets no partitions until all members agree');
       }
       agreeing.sort();
       const assignment = new Map<string, Record<string, number[]>>(members.map(({ memberId }) => [memberId, {}]));
@@ -166,7 +167,7 @@ export function slotAssigner(slots: number, logger: Logger, announce: Record<str
         for (const topic of topics) {
           const partitions = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId).sort((a, b) => a - b);
           for (const partition of partitions) {
-            const memberId = agreeing[slotOf(partition, slots) % agreeing.length]!;
+            const memberId = agreeing[(slots === 0 ? partition : slotOf(partition, slots)) % agreeing.length]!;
             (assignment.get(memberId)![topic] ??= []).push(partition);
           }
         }

@@ -69,7 +69,7 @@ export interface ServiceContext {
   readonly kafka: Kafka;
   readonly metrics: ServiceMetrics;
   /** The runner settings every service takes from its environment. */
-  readonly runnerSettings: { retryMaxMs: number; fetchMinBytes: number; fetchMaxWaitMs: number; maxBytes: number; maxBytesPerPartition: number; slots: number; commitIntervalMs: number; maxRecordsPerTransaction: number };
+  readonly runnerSettings: { retryMaxMs: number; fetchMinBytes: number; fetchMaxWaitMs: number; maxBytes: number; maxBytesPerPartition: number; slots: number; producerPer: 'slot' | 'instance'; commitIntervalMs: number; maxRecordsPerTransaction: number };
   /** Closes the metrics endpoint. */
   close(): void;
 }
@@ -89,7 +89,7 @@ export async function connectService(name: string, env: KafkaEnv & ServiceEnv, l
   return {
     kafka,
     metrics,
-    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, maxBytes: env.FETCH_MAX_BYTES, maxBytesPerPartition: env.FETCH_MAX_PARTITION_BYTES, slots: env.TRANSACTION_SLOTS, commitIntervalMs: env.COMMIT_INTERVAL_MS, maxRecordsPerTransaction: env.TRANSACTION_MAX_RECORDS === 0 ? Number.POSITIVE_INFINITY : env.TRANSACTION_MAX_RECORDS },
+    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, maxBytes: env.FETCH_MAX_BYTES, maxBytesPerPartition: env.FETCH_MAX_PARTITION_BYTES, slots: env.TRANSACTION_SLOTS, producerPer: env.TRANSACTIONAL_PRODUCER, commitIntervalMs: env.COMMIT_INTERVAL_MS, maxRecordsPerTransaction: env.TRANSACTION_MAX_RECORDS === 0 ? Number.POSITIVE_INFINITY : env.TRANSACTION_MAX_RECORDS },
     close: () => server?.close(),
   };
 }

@@ -122,7 +122,7 @@ export function startConsumer(
   laneOf: (source: TopicPartition) => string,
   /** Processes a lane's queued batches (in fetch order), committing them or throwing Stopped. */
   processLane: (entries: readonly BatchContext[], isStopping: () => boolean) => Promise<void>,
-  onAssignment: (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => Promise<void>,
+  onAssignment: (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>, group: { readonly generationId: number; readonly memberId: string }) => Promise<void>,
   onStop: () => Promise<void>,
   assigner?: PartitionAssigner,
 ): Promise<RunningConsumer> {
@@ -231,7 +231,7 @@ export function startConsumer(
     // After a join the consumer fetches every assigned partition again from its committed offset,
     // so what was queued is fetched again; what is in flight finishes or fails on its own.
     for (const lane of lanes.values()) dropPending(lane);
-    void onAssignment(assigned, lanes).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
+    void onAssignment(assigned, lanes, { generationId: payload.generationId, memberId: payload.memberId }).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
   });
   const crashes = new RetryLog(logger, 'consuming');
   consumer.on(consumer.events.CRASH, ({ payload }) => {

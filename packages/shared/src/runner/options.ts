@@ -29,6 +29,14 @@ export interface RunnerOptions {
    */
   readonly slots?: number;
   /**
+   * Exactly-once runners: `slot` (the default) gives each slot its own transactional producer, named
+   * after the slot; `instance` gives each instance one, named after the process, and `slots` is not
+   * used: the group deals partition p of every input to its members round robin, and offset commits
+   * carry the member's group generation, so that a member that lost partitions cannot commit for
+   * them (KIP-447). Every member of a group must use the same.
+   */
+  readonly producerPer?: 'slot' | 'instance';
+  /**
    * The least time between the starts of a lane's transactions (or sink writes): work arriving
    * sooner waits and joins the next one; a lane idle for longer starts at once. 0 (the default
    * here; the services take COMMIT_INTERVAL_MS, 20 ms) starts one as soon as the last one ends.

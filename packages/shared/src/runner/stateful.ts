@@ -114,7 +114,6 @@ async function equalPartitionCounts(kafka: Kafka, topics: readonly string[], gro
 /** Kafka → Kafka with state, exactly once (see the file comment). */
 export async function runStateful<S>(options: StatefulOptions<S>): Promise<RunningConsumer> {
   const { kafka, logger, groupId } = options;
-  const slots = options.slots ?? 1;
   const ownTopic = options.applyOwnOutputs;
   if (ownTopic !== undefined && !options.topics.includes(ownTopic)) throw new Error(`applyOwnOutputs: ${ownTopic} is not one of the inputs (${options.topics.join(', ')})`);
   /** With applyOwnOutputs every input has ownTopic's partition count (the tasks span all inputs): read once. */
@@ -177,9 +176,8 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     options,
     (owner) => ({ ...owner, states: new Map<number, S>() }),
     async (owner, work) => {
-      const slot = slotOf(work[0]!.run.source.partition, slots);
-      // Applying own outputs can reach any task of the slot, so all of them are restored then.
-      const needed = ownTopic === undefined ? work.map((w) => w.run.source.partition) : Array.from({ length: ownCount }, (_, p) => p).filter((p) => slotOf(p, slots) === slot);
+      // Applying own outputs can reach any task of the owner, so all of them are restored then.
+      const needed = ownTopic === undefined ? work.map((w) => w.run.source.partition) : Array.from({ length: ownCount }, (_, p) => p).filter(owner.owns);
       const missing = [...new Set(needed)].filter((p) => !owner.states.has(p));
       if (missing.length > 0) await restore(owner, missing);
       const outputs: ProducedRecord[] = [];
@@ -197,7 +195,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
         let local: Map<number, ConsumedRecord[]> | undefined;
         for (const output of update.outputs) {
           const partition = output.topic === ownTopic ? partitionFor(output, ownCount) : -1;
-          if (partition < 0 || slotOf(partition, slots) !== slot) {
+          if (partition < 0 || !owner.owns(partition)) {
             outputs.push(output);
             continue;
           }
@@ -217,7 +215,10 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
       const changes: ProducedRecord[] = [...changelogs].flatMap(([partition, changelog]) =>
         [...changelog].map(([key, value]) => ({ topic: options.changelogTopic, partition, key, value })),
       );
-      return { outputs, records: [...outputs, ...changes] };
+      // With one producer per instance, a task whose state changed only through an applied output
+      // has its offsets in the transaction too (see commitWork).
+      const touched = owner.member === undefined ? [] : [...changelogs.keys()].flatMap((partition) => options.topics.map((topic) => ({ topic, partition })));
+      return { outputs, records: [...outputs, ...changes], touched };
     },
     checkpoint === undefined
       ? undefined

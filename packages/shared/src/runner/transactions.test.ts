@@ -15,7 +15,13 @@ const run = (partition: number, offsets: number[]): BatchContext =>
   }) as unknown as BatchContext;
 
 describe('freshWork', () => {
-  const owner = (committed: Record<string, number>): SlotOwner => ({ slot: 0, producer: undefined as never, committed: new Map(Object.entries(committed).map(([k, v]) => [k, BigInt(v)])) });
+  const owner = (committed: Record<string, number>, member?: SlotOwner['member']): SlotOwner => ({
+    slot: 0,
+    producer: undefined as never,
+    committed: new Map(Object.entries(committed).map(([k, v]) => [k, BigInt(v)])),
+    owns: () => true,
+    ...(member === undefined ? {} : { member }),
+  });
 
   it('drops the records an earlier owner committed, and runs with nothing left', () => {
     const work = freshWork(owner({ 'orders-0': 12, 'orders-1': 50 }), [run(0, [10, 11, 12, 13]), run(1, [40, 41])]);
@@ -27,6 +33,12 @@ describe('freshWork', () => {
     const runs = [run(0, [5, 6]), run(2, [0, 1])];
     const work = freshWork(owner({ 'orders-0': 5 }), runs);
     expect(work.map((w) => w.fresh)).toEqual([runs[0]!.records, runs[1]!.records]);
+  });
+
+  it("with one producer per instance, drops runs of partitions its generation did not assign it", () => {
+    const runs = [run(0, [5, 6]), run(2, [0, 1])];
+    const work = freshWork(owner({ 'orders-0': 6 }, { generationId: 4, memberId: 'm', assigned: new Set(['orders-0']) }), runs);
+    expect(work.map((w) => [w.run.source.partition, w.fresh.map((r) => r.offset)])).toEqual([[0, ['6']]]);
   });
 });
 

@@ -2,6 +2,8 @@
  * Exactly-once stages: slots, each with one transactional producer, and one transaction at a time
  * per slot that commits a lane's outputs with its input offsets (see index.ts).
  */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { slotAssigner, slotOf, defaultPartitioner, type Admin, type Kafka, type Producer } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
@@ -12,7 +14,7 @@ import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type To
 import { errorTypes, retrying, withTimeout } from './retry.ts';
 
 /** A producer for one task's transactions: its id is stable, so a new owner fences the old one. */
-function transactionalProducer(kafka: Kafka, transactionalId: string): Producer {
+function transactionalProducer(kafka: Kafka, transactionalId: string, transactionTimeout = 60_000): Producer {
   return kafka.producer({
     transactionalId,
     idempotent: true,
@@ -20,7 +22,7 @@ function transactionalProducer(kafka: Kafka, transactionalId: string): Producer 
     // produces (see commitWork). Produce requests stay one at a time: kafkajs holds a lock per
     // broker around each produce of an idempotent producer, and commitWork sends chunks in turn.
     maxInFlightRequests: 2,
-    transactionTimeout: 60_000,
+    transactionTimeout,
     createPartitioner: defaultPartitioner,
     // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the commit markers
     // are written (a few ms); kafkajs retries that, and its default first wait (300 ms) would cap a
@@ -82,6 +84,22 @@ export interface SlotOwner {
   readonly producer: Producer;
   /** The next offset to process per `topic-partition`; records below it were committed already. */
   readonly committed: Map<string, bigint>;
+  /** The tasks (partition numbers of the inputs) whose work this owner commits. */
+  readonly owns: (partition: number) => boolean;
+  /**
+   * With one producer per instance: the group member and generation the owner was opened in. Its
+   * offset commits carry them, so they are refused once the group has moved on (KIP-447), and
+   * only the partitions assigned in that generation are in `committed` (others are not processed).
+   */
+  readonly member?: GroupMember;
+}
+
+/** A member of a consumer group in one generation (from the consumer's join). */
+export interface GroupMember {
+  readonly generationId: number;
+  readonly memberId: string;
+  /** `topic-partition` of every partition assigned to it in that generation. */
+  readonly assigned: ReadonlySet<string>;
 }
 
 
@@ -97,10 +115,16 @@ const isUnstableOffsetCommit = (error: unknown) => errorTypes(error).has('UNSTAB
  * count) is answered UNSTABLE_OFFSET_COMMIT, and is read again until that transaction ends. Only
  * this slot's partitions are asked for: the other slots' transactions are open most of the time.
  */
-export async function readStableOffsets(admin: Admin, groupId: string, topics: readonly string[], owns: (partition: number) => boolean): Promise<Map<string, bigint>> {
+export async function readStableOffsets(admin: Admin, groupId: string, topics: readonly string[], owns: (tp: TopicPartition) => boolean): Promise<Map<string, bigint>> {
   const { topics: metadata } = await admin.fetchTopicMetadata({ topics: [...topics] });
   const wanted = metadata
-    .map(({ name, partitions }) => ({ topic: name, partitions: partitions.map((p) => p.partitionId).filter(owns).sort((a, b) => a - b) }))
+    .map(({ name, partitions }) => ({
+      topic: name,
+      partitions: partitions
+        .map((p) => p.partitionId)
+        .filter((partition) => owns({ topic: name, partition }))
+        .sort((a, b) => a - b),
+    }))
     .filter((t) => t.partitions.length > 0);
   const committed = new Map<string, bigint>();
   if (wanted.length === 0) return committed;
@@ -120,16 +144,50 @@ export async function readStableOffsets(admin: Admin, groupId: string, topics: r
 }
 
 async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
+  const slots = options.slots ?? 1;
+  const owns = (partition: number) => slotOf(partition, slots) === slot;
   const producer = transactionalProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`);
   try {
     options.logger.debug({ slot }, 'opening slot: fencing earlier owners');
     // InitProducerId fences any earlier owner and completes its pending transaction, so the
     // committed offsets (and changelogs) read after it are final.
     await withTimeout("fencing the slot's transactional id", producer.connect());
-    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (partition) => slotOf(partition, options.slots ?? 1) === slot), 120_000);
+    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (tp) => owns(tp.partition)), 120_000);
     // Logged so that a transaction processed twice can be traced to the offsets its owner started from.
     options.logger.info({ slot, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) }, 'slot opened: committed offsets read after fencing');
-    return { slot, producer, committed };
+    return { slot, producer, committed, owns };
+  } catch (error) {
+    await producer.disconnect().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * A transaction that an instance crashed in holds its partitions back from their next owner until
+ * the coordinator aborts it (after this timeout): with one producer per instance nobody else has
+ * its transactional id to fence it with. Kafka Streams uses 10 s for the same reason.
+ */
+const INSTANCE_TRANSACTION_TIMEOUT_MS = 15_000;
+
+/**
+ * The owner of this instance's work in one generation of the group: its one transactional
+ * producer (its id is this process's own, so opening it settles only this process's earlier
+ * transaction) and the committed offsets of the partitions assigned to it then. An earlier owner
+ * of those partitions in another process is not fenced by id: its offset commits carry its older
+ * generation and are refused (KIP-447), and an open transaction of it that already holds offsets
+ * for them is waited for (readStableOffsets) before anything is read or restored.
+ */
+async function openInstanceOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, transactionalId: string, member: GroupMember): Promise<SlotOwner> {
+  const producer = transactionalProducer(options.kafka, transactionalId, INSTANCE_TRANSACTION_TIMEOUT_MS);
+  try {
+    await withTimeout('initialising the transactional producer', producer.connect());
+    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (tp) => member.assigned.has(tpKey(tp))), 120_000);
+    const partitions = new Set([...member.assigned].map((key) => Number(key.slice(key.lastIndexOf('-') + 1))));
+    options.logger.info(
+      { transactionalId, generationId: member.generationId, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) },
+      'transactional producer opened for this generation: committed offsets read',
+    );
+    return { slot: 0, producer, committed, owns: (partition) => partitions.has(partition), member };
   } catch (error) {
     await producer.disconnect().catch(() => undefined);
     throw error;
@@ -146,7 +204,10 @@ export interface SlotWork {
 export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] {
   return runs
     .map((run) => {
-      const floor = owner.committed.get(tpKey(run.source)) ?? 0n;
+      const known = owner.committed.get(tpKey(run.source));
+      // Fetched in an earlier generation for a partition this one does not assign here: not ours to commit.
+      if (known === undefined && owner.member !== undefined) return { run, fresh: [] };
+      const floor = known ?? 0n;
       // Records are in offset order: usually the first is fresh already and nothing is filtered.
       const first = run.records[0];
       const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
@@ -160,13 +221,21 @@ export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): Slot
  * from the first record sent until the commit markers are written the output partitions' last
  * stable offset is held back (for every reader), so that stretch is kept short.
  */
-async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, work: readonly SlotWork[], records: readonly ProducedRecord[]): Promise<void> {
+async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, work: readonly SlotWork[], records: readonly ProducedRecord[], alsoTouched: readonly TopicPartition[] = []): Promise<void> {
   const offsets = new Map<string, Map<number, string>>();
-  for (const { run } of work) {
-    let partitions = offsets.get(run.source.topic);
-    if (partitions === undefined) offsets.set(run.source.topic, (partitions = new Map()));
-    partitions.set(run.source.partition, run.nextOffset);
+  const add = (tp: TopicPartition, offset: string) => {
+    let partitions = offsets.get(tp.topic);
+    if (partitions === undefined) offsets.set(tp.topic, (partitions = new Map()));
+    partitions.set(tp.partition, offset);
+  };
+  // Partitions whose state changed without their input moving are committed at their current
+  // offset: so the transaction is refused with a stale generation, and is waited for by their next
+  // owner's readStableOffsets, like one that processed them.
+  for (const tp of alsoTouched) {
+    const at = owner.committed.get(tpKey(tp));
+    if (at !== undefined) add(tp, at.toString());
   }
+  for (const { run } of work) add(run.source, run.nextOffset);
   const timer = new StepTimer(metrics);
   const transaction = await owner.producer.transaction();
   try {
@@ -175,6 +244,7 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
     const settled = await Promise.allSettled([
       sendOffsets(transaction, {
         consumerGroupId: groupId,
+        ...(owner.member === undefined ? {} : { consumerGroupMetadata: { generationId: owner.member.generationId, memberId: owner.member.memberId } }),
         topics: [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) })),
       }),
       (async () => {
@@ -219,18 +289,37 @@ const laneKey = (slot: number) => `slot-${slot}`;
 export async function runSlots<O extends SlotOwner>(
   options: RunnerOptions & { readonly transactionalIdPrefix: string },
   extend: (owner: SlotOwner) => O,
-  prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[] }>,
+  /** `touched`: other partitions whose state the records change (committed at their current offsets, see commitWork). */
+  prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[]; touched?: readonly TopicPartition[] }>,
   /** After a transaction committed (a failure here starts over with a fresh owner, as a failed commit does). */
   committed?: (owner: O, work: readonly SlotWork[]) => void,
 ): Promise<RunningConsumer> {
   const { kafka, logger, metrics, groupId } = options;
-  const slots = options.slots ?? 1;
+  const perInstance = options.producerPer === 'instance';
+  // One producer per instance: every partition is its own "slot" to the assigner, so the group
+  // deals partition numbers round robin over its members (co-partitioned inputs stay together).
+  const slots = perInstance ? 0 : (options.slots ?? 1);
   const admin: Admin = kafka.admin();
   await untilSuccess('connecting to Kafka', logger, () => admin.connect(), options.retryMaxMs);
   const owners = new Map<number, Promise<O>>();
   const withSlotLock = keyedLock<number>();
+  /** With one producer per instance: this process's own transactional id, and its place in the group now. */
+  const transactionalId = `${options.transactionalIdPrefix}-${hostname()}-${randomUUID().slice(0, 8)}`;
+  let member: GroupMember | undefined;
 
-  const ownerFor = (slot: number) => openOnce(owners, slot, async () => extend(await openSlotOwner(options, admin, slot)));
+  const ownerFor = (slot: number) =>
+    openOnce(owners, slot, async () => {
+      if (!perInstance) return extend(await openSlotOwner(options, admin, slot));
+      if (member === undefined) throw new Error('no partitions assigned yet');
+      return extend(await openInstanceOwner(options, admin, transactionalId, member));
+    });
+  /** An owner opened in an earlier generation is closed: its commits would be refused, and its partitions may have moved. */
+  const closeIfStale = async (): Promise<void> => {
+    const open = owners.get(0);
+    if (open === undefined) return;
+    const owner = await open.catch(() => undefined);
+    if (owners.get(0) === open && owner?.member?.generationId !== member?.generationId) await closeOwner(0);
+  };
   const closeOwner = async (slot: number): Promise<void> => {
     const entry = owners.get(slot);
     owners.delete(slot);
@@ -239,9 +328,10 @@ export async function runSlots<O extends SlotOwner>(
 
   const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
     const runs = runsBySource(entries);
-    const slot = slotOf(runs[0]!.source.partition, slots);
+    const slot = perInstance ? 0 : slotOf(runs[0]!.source.partition, slots);
     return withSlotLock(slot, () =>
       retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
+        if (perInstance) await closeIfStale();
         const owner = await ownerFor(slot);
         const work = freshWork(owner, runs);
         if (work.length === 0) return;
@@ -251,7 +341,7 @@ export async function runSlots<O extends SlotOwner>(
           const prepared = await prepare(owner, work);
           outputs = prepared.outputs;
           timer.step('txn.process');
-          await commitWork(owner, groupId, metrics, work, prepared.records);
+          await commitWork(owner, groupId, metrics, work, prepared.records, prepared.touched);
           committed?.(owner, work);
         } catch (error) {
           // The error itself is logged by `retrying`, once per outage; this records what was at stake.
@@ -270,8 +360,14 @@ export async function runSlots<O extends SlotOwner>(
     );
   };
 
-  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>) => {
+  const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>, group: { readonly generationId: number; readonly memberId: string }) => {
     metrics.keepLagOnly(new Set(assigned.map(tpKey)));
+    if (perInstance) {
+      member = { generationId: group.generationId, memberId: group.memberId, assigned: new Set(assigned.map(tpKey)) };
+      // After the transaction in hand (which commits, or is refused with the old generation).
+      await withSlotLock(0, closeIfStale);
+      return;
+    }
     const keep = new Set(assigned.map((tp) => slotOf(tp.partition, slots)));
     const revoked = [...owners.keys()].filter((slot) => !keep.has(slot));
     await Promise.all(
@@ -287,8 +383,9 @@ export async function runSlots<O extends SlotOwner>(
     await admin.disconnect();
   };
 
-  logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
-  return startConsumer(options, (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
+  if (perInstance) logger.info({ groupId, transactionalId }, 'starting exactly-once stage: one transactional producer for this instance');
+  else logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
+  return startConsumer(options, perInstance ? () => 'instance' : (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }
 
 /** Kafka → Kafka, exactly once (see the file comment). */

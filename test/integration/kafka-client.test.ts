@@ -165,6 +165,54 @@ describe('committed offsets read by a new slot owner', () => {
   });
 });
 
+describe('offsets committed in a transaction for a group member (KIP-447)', () => {
+  it("are refused for a generation or member the group does not have now, and accepted for the current one", async () => {
+    const group = uniqueName('it-generation');
+    const consumer = kafka.consumer({ groupId: group, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+    cleanups.push(() => consumer.disconnect());
+    let joined: { generationId: number; memberId: string } | undefined;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => (joined = { generationId: payload.generationId, memberId: payload.memberId }));
+    await consumer.connect();
+    await consumer.subscribe({ topics: [TOPICS.ticks], fromBeginning: true });
+    await consumer.run({ eachBatch: async () => undefined });
+    const member = await waitFor('the consumer to join', async () => joined, 60_000, 50);
+    expect(member.generationId).toBeGreaterThan(0);
+
+    // A producer per attempt: right after an abort the coordinator answers CONCURRENT_TRANSACTIONS for a while.
+    const commitAs = async (consumerGroupMetadata: { generationId: number; memberId: string }, offset: string) => {
+      const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
+      cleanups.push(() => producer.disconnect());
+      await producer.connect();
+      const transaction = await producer.transaction();
+      try {
+        await transaction.sendOffsets({ consumerGroupId: group, consumerGroupMetadata, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset }] }] });
+        await transaction.commit();
+      } catch (error) {
+        await transaction.abort();
+        throw error;
+      }
+    };
+    await expect(commitAs({ generationId: member.generationId - 1, memberId: member.memberId }, '3')).rejects.toMatchObject({ type: 'ILLEGAL_GENERATION' });
+    await expect(commitAs({ generationId: member.generationId, memberId: 'someone-else' }, '4')).rejects.toMatchObject({ type: 'UNKNOWN_MEMBER_ID' });
+    // The consumer may have joined again meanwhile (the group settling after topics were created):
+    // the member's generation as of now is accepted.
+    for (let attempt = 1; ; attempt++) {
+      const now = joined!;
+      try {
+        await commitAs(now, '5');
+        break;
+      } catch (error) {
+        if (attempt >= 10 || (error as { type?: string }).type !== 'ILLEGAL_GENERATION') throw error;
+        await waitFor('the consumer to join again', async () => (joined!.generationId > now.generationId ? true : undefined), 60_000, 50);
+      }
+    }
+    const admin = kafka.admin();
+    cleanups.push(() => admin.disconnect());
+    await admin.connect();
+    expect(await readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 5n]]));
+  });
+});
+
 describe('exactly-once runner', () => {
   it("adds a transaction's offsets while it produces its records", async () => {
     const requests: RequestEvent[] = [];

@@ -17,6 +17,12 @@ describe('parseEnv', () => {
     expect(() => parseEnv(serviceEnv, { FETCH_MAX_PARTITION_BYTES: '100' })).toThrow(/FETCH_MAX_PARTITION_BYTES="100"/);
   });
 
+  it('takes one transactional producer per slot or per instance, and names anything else', () => {
+    expect(parseEnv(serviceEnv, {}).TRANSACTIONAL_PRODUCER).toBe('slot');
+    expect(parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'instance' }).TRANSACTIONAL_PRODUCER).toBe('instance');
+    expect(() => parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'member' })).toThrow('  TRANSACTIONAL_PRODUCER="member": must be slot or instance');
+  });
+
   it('parses lists, numbers and booleans', () => {
     const env = parseEnv(kafkaEnv, { KAFKA_BROKERS: 'a:1, b:2', TOPIC_PARTITIONS: '12', KAFKA_SSL: 'true' });
     expect(env.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);

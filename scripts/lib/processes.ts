@@ -3,8 +3,9 @@
  * pid. Used by the local runner, the benchmarks and the integration tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MetricsSnapshot } from '@tradeflow/shared';
 
@@ -75,6 +76,8 @@ export async function startService(name: string, options: StartOptions): Promise
   });
   children.add(child);
   child.once('exit', () => children.delete(child));
+  // The directory may be new (TEST_LOG_DIR=/some/new/dir): created first, or the stream fails later, uncaught.
+  if (options.logFile !== undefined) mkdirSync(dirname(options.logFile), { recursive: true });
   const file = options.logFile === undefined ? undefined : createWriteStream(options.logFile, { flags: 'a' });
   let output = '';
   const keep = (chunk: Buffer) => {

@@ -1,0 +1,21 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startService } from './processes.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('startService', () => {
+  it('writes its log file into a directory that does not exist yet (a new TEST_LOG_DIR)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tradeflow-logs-'));
+    dirs.push(dir);
+    const logFile = join(dir, 'new', 'nested', 'no-such-service-1.log');
+    // A service that does not exist: node exits at once with an error, which the log file keeps.
+    await expect(startService('no-such-service', { env: {}, logFile, readyTimeoutMs: 60_000 })).rejects.toThrow(/no-such-service exited with 1/);
+    await expect.poll(() => readFileSync(logFile, 'utf8'), { timeout: 10_000 }).toMatch(/Cannot find module/);
+  });
+});

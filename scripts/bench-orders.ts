@@ -40,7 +40,7 @@ const { values } = parseArgs({
     priority: { type: 'string' },
     /** After the listed rates, raise the rate by this many orders/s while the pipeline keeps up. */
     ramp: { type: 'string', default: '0' },
-    /** Instances of order-matcher and of fill-publisher, each pair in one group (TRANSACTION_SLOTS decides how they share). */
+    /** Instances of order-matcher and of fill-publisher, each in one group (with TRANSACTIONAL_PRODUCER=slot, TRANSACTION_SLOTS decides how they share). */
     instances: { type: 'string', default: '1' },
   },
 });

@@ -195,10 +195,10 @@ describe('order flow under failure', () => {
     expectPositionsEqualFills(positions, fills);
   });
 
-  it('two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', async () => {
+  it('one transactional producer per slot: two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', async () => {
     const group = uniqueName('it');
     // Three slots over six partitions: one instance gets two slots, the other one.
-    const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTION_SLOTS: '3' };
+    const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTIONAL_PRODUCER: 'slot', TRANSACTION_SLOTS: '3' };
     const first = await startService('order-matcher', matcherEnv);
     await startService('fill-publisher', { GROUP_ID: `${group}-fills` });
     const { expected, feed } = await startRun(32, 2_500);

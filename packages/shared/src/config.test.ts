@@ -18,8 +18,8 @@ describe('parseEnv', () => {
   });
 
   it('takes one transactional producer per slot or per instance, and names anything else', () => {
-    expect(parseEnv(serviceEnv, {}).TRANSACTIONAL_PRODUCER).toBe('slot');
-    expect(parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'instance' }).TRANSACTIONAL_PRODUCER).toBe('instance');
+    expect(parseEnv(serviceEnv, {}).TRANSACTIONAL_PRODUCER).toBe('instance');
+    expect(parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'slot' }).TRANSACTIONAL_PRODUCER).toBe('slot');
     expect(() => parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'member' })).toThrow('  TRANSACTIONAL_PRODUCER="member": must be slot or instance');
   });
 

@@ -105,7 +105,7 @@ export const serviceEnv = {
    * generation so that an instance that lost partitions in a rebalance cannot commit for them
    * (KIP-447). Every instance of a group must use the same value.
    */
-  TRANSACTIONAL_PRODUCER: z.enum(['slot', 'instance'], { error: 'must be slot or instance' }).default('slot'),
+  TRANSACTIONAL_PRODUCER: z.enum(['slot', 'instance'], { error: 'must be slot or instance' }).default('instance'),
   /**
    * The least time between the starts of a stage's transactions (influx-writer: of a partition's
    * writes): what arrives sooner joins the next one; a stage idle for longer starts at once. Each

@@ -17,6 +17,11 @@
  *   everything a slot has fetched and the consumer offsets after it are committed in one
  *   transaction. When a slot's producer is (re)initialised the group's committed offsets are read
  *   again, and records below them (committed by an earlier owner) are skipped.
+ *   With `producerPer: 'instance'` each instance has one transactional producer of its own and one
+ *   lane instead; partition p of every input goes to member p mod members, offset commits carry
+ *   the member's group generation (refused once the group moved on, KIP-447), and an owner is
+ *   opened for every generation, reading its partitions' offsets with require_stable (which waits
+ *   for an earlier owner's open transaction).
  * - runSink: Kafka in, an external store out (InfluxDB), at least once with idempotent writes:
  *   offsets are committed only after the store acknowledged the batch.
  * - runStateful: Kafka in, Kafka out, exactly once, with state. A task is partition p of every

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startService } from './processes.ts';
+import { runScript, startService, stopScripts } from './processes.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -14,8 +14,19 @@ describe('startService', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tradeflow-logs-'));
     dirs.push(dir);
     const logFile = join(dir, 'new', 'nested', 'no-such-service-1.log');
-    // A service that does not exist: node exits at once with an error, which the log file keeps.
-    await expect(startService('no-such-service', { env: {}, logFile, readyTimeoutMs: 60_000 })).rejects.toThrow(/no-such-service exited with 1/);
+    // A service that does not exist: node exits at once with an error, which the log file keeps
+    // (startService keeps asking until its timeout, and then names the exit).
+    await expect(startService('no-such-service', { env: {}, logFile, readyTimeoutMs: 20_000 })).rejects.toThrow(/no-such-service exited with 1/);
     await expect.poll(() => readFileSync(logFile, 'utf8'), { timeout: 10_000 }).toMatch(/Cannot find module/);
+  });
+});
+
+describe('stopScripts', () => {
+  it('kills a script still running, so a failed test leaves no feed behind', async () => {
+    // queue-ticks with a broker nobody listens on keeps retrying; a count this high never ends by itself.
+    const feed = runScript('queue-ticks.ts', ['--count', '1000000000', '--rate', '10', '--quiet'], { KAFKA_BROKERS: '127.0.0.1:1', LOG_LEVEL: 'fatal' });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    stopScripts();
+    await expect(feed).rejects.toThrow(/queue-ticks.ts .* exited with null/);
   });
 });

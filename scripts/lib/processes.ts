@@ -35,6 +35,14 @@ process.once('exit', () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
+/** Scripts started by runScript that are still running. */
+const scripts = new Set<ChildProcess>();
+
+/** SIGKILLs every script runScript started that is still running (their runScript calls reject). */
+export function stopScripts(): void {
+  for (const child of scripts) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -132,6 +140,13 @@ export async function runScript(script: string, args: readonly string[], env: Re
   const child = spawn(process.execPath, [`${REPO}/scripts/${script}`, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // A feed of a test that failed must not go on writing into the next test's topics.
+  children.add(child);
+  scripts.add(child);
+  child.once('exit', () => {
+    children.delete(child);
+    scripts.delete(child);
   });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -17,6 +17,7 @@ import {
   runScript as runScriptProcess,
   sleep,
   startService as startServiceProcess,
+  stopScripts,
   waitFor,
   type ServiceProcess,
 } from '../../scripts/lib/processes.ts';
@@ -64,8 +65,9 @@ export async function startService(name: string, env: Record<string, string>): P
   return service;
 }
 
-/** Kills whatever a test left running (by the child's own pid). */
+/** Kills whatever a test left running (by the child's own pid): services, and feeds still sending. */
 export async function stopAllServices(): Promise<void> {
+  stopScripts();
   await Promise.all([...running].map((s) => s.stop('SIGKILL')));
 }
 

@@ -26,6 +26,7 @@ interface RunLocal {
 }
 
 const running = new Set<RunLocal>();
+let runs = 0;
 const dirs: string[] = [];
 
 afterEach(async () => {
@@ -53,7 +54,9 @@ async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
     INFLUX_RPC_PORT: String(ports.rpc),
     TMPDIR: dir,
   });
-  const child = spawn('bash', [join(REPO, 'scripts/run-local.sh'), ...args, '--log-dir', join(dir, 'logs')], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With TEST_LOG_DIR the services' logs are kept there (the run's own directory is removed after it).
+  const logDir = process.env['TEST_LOG_DIR'] === undefined ? join(dir, 'logs') : join(process.env['TEST_LOG_DIR'], `run-local-${++runs}`);
+  const child = spawn('bash', [join(REPO, 'scripts/run-local.sh'), ...args, '--log-dir', logDir], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -86,7 +89,10 @@ const portOpen = (port: number) =>
 
 /** Waits for the counted order feed to end, then for a fill of each of its component orders. */
 async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Promise<void> {
-  await waitFor('the order feed to finish', async () => (/queue-orders exited \(code 0\)/.test(run.output()) ? true : undefined), 300_000, 500);
+  // Both waits together stay inside the test's timeout, so a run that stalls fails with its output.
+  await waitFor('the order feed to finish', async () => (/queue-orders exited \(code 0\)/.test(run.output()) ? true : undefined), 200_000, 500).catch((error: unknown) => {
+    throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
+  });
   const orders = (await readAll(run.kafka, TOPICS.orders)).map((r) => decodeMessage(PortfolioOrder, r.value));
   expect(orders.length).toBe(orderCount);
   const expected = new Set<string>();
@@ -97,7 +103,7 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
       const all = await readFills(run.kafka);
       return all.length >= expected.size ? all : undefined;
     },
-    300_000,
+    200_000,
     2_000,
   ).catch((error: unknown) => {
     throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
@@ -129,7 +135,7 @@ describe('./scripts/run-local.sh on a cold machine', () => {
     // Nothing had to be restarted: the services waited for the broker instead of dying.
     expect(run.output()).not.toContain('exited unasked');
     await expectStoppedCleanly(run);
-  });
+  }, 480_000);
 
   it('the terminal closing (SIGHUP to its process group) stops everything it started, as Ctrl-C does', async () => {
     const run = await startRunLocal(['--order-rate', '20', '--tick-rate', '100']);
@@ -156,5 +162,5 @@ describe('./scripts/run-local.sh on a cold machine', () => {
     await waitFor('the status line to show the restart', async () => (/order-matcher +up \S+ pid \d+ +restarts +1 +last exit SIGKILL/.test(run.output()) ? true : undefined), 60_000, 500);
     await expectEveryOrderFilledOnce(run, 1500);
     await expectStoppedCleanly(run);
-  });
+  }, 480_000);
 });

@@ -157,6 +157,9 @@ describe('tick path', () => {
     const deserializerExit = await deserializer.stop('SIGTERM');
     // 0 only if it committed and exited within its shutdown budget (9 s; else it exits 1).
     expect(deserializerExit.code, deserializer.output()).toBe(0);
+    // The transaction in hand committed before it left the group: not refused for an unknown member and given up.
+    expect(deserializer.output()).toContain('stopped cleanly');
+    expect(deserializer.output()).not.toContain('transaction abandoned');
     deserializer = await startService('tick-deserializer', deserializerEnv);
 
     await waitFor('the writer to be mid-stream', async () => ((await writer.metrics()).written > 8_000 ? true : undefined));

@@ -280,8 +280,11 @@ export function startConsumer(
         stopping = true;
         stopSignal.abort();
         for (const lane of lanes.values()) dropPending(lane);
-        await consumer.stop();
+        // The transactions in hand finish while this member is still in the group: kafkajs leaves
+        // the group in stop(), and with one producer per instance a commit after that is refused
+        // (UNKNOWN_MEMBER_ID) and the batch is done again by the next owner.
         await Promise.all([...lanes.values()].map((lane) => lane.running));
+        await consumer.stop();
         await consumer.disconnect();
         await onStop();
         logger.info({ groupId }, 'consumer stopped');

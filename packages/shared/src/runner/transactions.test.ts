@@ -29,15 +29,21 @@ describe('freshWork', () => {
     expect(work[0]!.fresh.map((r) => r.offset)).toEqual(['12', '13']);
   });
 
-  it('keeps a run whole when its first record is fresh, and treats unknown partitions as from 0', () => {
+  it('keeps a run whole when its first record is fresh', () => {
     const runs = [run(0, [5, 6]), run(2, [0, 1])];
-    const work = freshWork(owner({ 'orders-0': 5 }), runs);
+    const work = freshWork(owner({ 'orders-0': 5, 'orders-2': 0 }), runs);
     expect(work.map((w) => w.fresh)).toEqual([runs[0]!.records, runs[1]!.records]);
+  });
+
+  it('refuses a run of a partition it owns whose committed offset it did not read (it would read as "nothing committed")', () => {
+    expect(() => freshWork(owner({ 'orders-0': 5 }), [run(0, [5, 6]), run(2, [0, 1])])).toThrow('no committed offset read for orders-2, which this owner commits');
+    const member = { generationId: 4, memberId: 'm', partitions: [{ topic: 'orders', partition: 2 }], assigned: new Set(['orders-2']) };
+    expect(() => freshWork(owner({}, member), [run(2, [0, 1])])).toThrow('no committed offset read for orders-2');
   });
 
   it("with one producer per instance, drops runs of partitions its generation did not assign it", () => {
     const runs = [run(0, [5, 6]), run(2, [0, 1])];
-    const work = freshWork(owner({ 'orders-0': 6 }, { generationId: 4, memberId: 'm', assigned: new Set(['orders-0']) }), runs);
+    const work = freshWork(owner({ 'orders-0': 6 }, { generationId: 4, memberId: 'm', partitions: [{ topic: 'orders', partition: 0 }], assigned: new Set(['orders-0']) }), runs);
     expect(work.map((w) => [w.run.source.partition, w.fresh.map((r) => r.offset)])).toEqual([[0, ['6']]]);
   });
 });

@@ -98,7 +98,8 @@ export interface SlotOwner {
 export interface GroupMember {
   readonly generationId: number;
   readonly memberId: string;
-  /** `topic-partition` of every partition assigned to it in that generation. */
+  /** Every partition assigned to it in that generation, and their `topic-partition` keys. */
+  readonly partitions: readonly TopicPartition[];
   readonly assigned: ReadonlySet<string>;
 }
 
@@ -117,23 +118,35 @@ const isUnstableOffsetCommit = (error: unknown) => errorTypes(error).has('UNSTAB
  */
 export async function readStableOffsets(admin: Admin, groupId: string, topics: readonly string[], owns: (tp: TopicPartition) => boolean): Promise<Map<string, bigint>> {
   const { topics: metadata } = await admin.fetchTopicMetadata({ topics: [...topics] });
-  const wanted = metadata
-    .map(({ name, partitions }) => ({
-      topic: name,
-      partitions: partitions
-        .map((p) => p.partitionId)
-        .filter((partition) => owns({ topic: name, partition }))
-        .sort((a, b) => a - b),
-    }))
-    .filter((t) => t.partitions.length > 0);
-  const committed = new Map<string, bigint>();
-  if (wanted.length === 0) return committed;
+  return readStableOffsetsOf(
+    admin,
+    groupId,
+    metadata.flatMap(({ name, partitions }) => partitions.map((p) => ({ topic: name, partition: p.partitionId })).filter(owns)),
+  );
+}
+
+/**
+ * readStableOffsets of exactly these partitions: each is in the answer (0 when the group never
+ * committed one), or this throws. A partition left out would read as "nothing committed".
+ */
+export async function readStableOffsetsOf(admin: Admin, groupId: string, wanted: readonly TopicPartition[]): Promise<Map<string, bigint>> {
+  const byTopic = new Map<string, number[]>();
+  for (const { topic, partition } of wanted) {
+    let partitions = byTopic.get(topic);
+    if (partitions === undefined) byTopic.set(topic, (partitions = []));
+    partitions.push(partition);
+  }
+  const topics = [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) }));
+  if (topics.length === 0) return new Map();
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
-      for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics: wanted, requireStable: true })) {
+      const committed = new Map<string, bigint>();
+      for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics, requireStable: true })) {
         for (const { partition, offset } of partitions) committed.set(tpKey({ topic, partition }), BigInt(offset) < 0n ? 0n : BigInt(offset));
       }
+      const missing = wanted.filter((tp) => !committed.has(tpKey(tp)));
+      if (missing.length > 0) throw new Error(`the group coordinator left out the committed offsets of ${missing.map(tpKey).join(', ')}`);
       return committed;
     } catch (error) {
       // A transaction times out after 60 s at most (transactionalProducer), and is aborted then.
@@ -181,8 +194,8 @@ async function openInstanceOwner(options: RunnerOptions & { readonly transaction
   const producer = transactionalProducer(options.kafka, transactionalId, INSTANCE_TRANSACTION_TIMEOUT_MS);
   try {
     await withTimeout('initialising the transactional producer', producer.connect());
-    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (tp) => member.assigned.has(tpKey(tp))), 120_000);
-    const partitions = new Set([...member.assigned].map((key) => Number(key.slice(key.lastIndexOf('-') + 1))));
+    const committed = await withTimeout('reading committed offsets', readStableOffsetsOf(admin, options.groupId, member.partitions), 120_000);
+    const partitions = new Set(member.partitions.map((tp) => tp.partition));
     options.logger.info(
       { transactionalId, generationId: member.generationId, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) },
       'transactional producer opened for this generation: committed offsets read',
@@ -204,10 +217,14 @@ export interface SlotWork {
 export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] {
   return runs
     .map((run) => {
-      const known = owner.committed.get(tpKey(run.source));
-      // Fetched in an earlier generation for a partition this one does not assign here: not ours to commit.
-      if (known === undefined && owner.member !== undefined) return { run, fresh: [] };
-      const floor = known ?? 0n;
+      const key = tpKey(run.source);
+      const floor = owner.committed.get(key);
+      if (floor === undefined) {
+        // Fetched in an earlier generation for a partition this one does not assign here: not ours to commit.
+        if (owner.member !== undefined && !owner.member.assigned.has(key)) return { run, fresh: [] };
+        // Ours, but its committed offset was not read: processing it from anywhere could repeat work.
+        throw new Error(`no committed offset read for ${key}, which this owner commits`);
+      }
       // Records are in offset order: usually the first is fresh already and nothing is filtered.
       const first = run.records[0];
       const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
@@ -333,7 +350,14 @@ export async function runSlots<O extends SlotOwner>(
       retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
         if (perInstance) await closeIfStale();
         const owner = await ownerFor(slot);
-        const work = freshWork(owner, runs);
+        let work: SlotWork[];
+        try {
+          work = freshWork(owner, runs);
+        } catch (error) {
+          // The owner's committed offsets are incomplete: open it again (and read them again).
+          await closeOwner(slot);
+          throw error;
+        }
         if (work.length === 0) return;
         let outputs: readonly ProducedRecord[];
         try {
@@ -363,7 +387,7 @@ export async function runSlots<O extends SlotOwner>(
   const onAssignment = async (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>, group: { readonly generationId: number; readonly memberId: string }) => {
     metrics.keepLagOnly(new Set(assigned.map(tpKey)));
     if (perInstance) {
-      member = { generationId: group.generationId, memberId: group.memberId, assigned: new Set(assigned.map(tpKey)) };
+      member = { generationId: group.generationId, memberId: group.memberId, partitions: assigned, assigned: new Set(assigned.map(tpKey)) };
       // After the transaction in hand (which commits, or is refused with the old generation).
       await withSlotLock(0, closeIfStale);
       return;

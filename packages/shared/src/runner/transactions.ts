@@ -103,7 +103,6 @@ export interface GroupMember {
   readonly assigned: ReadonlySet<string>;
 }
 
-
 const isUnstableOffsetCommit = (error: unknown) => errorTypes(error).has('UNSTABLE_OFFSET_COMMIT');
 
 /**
@@ -149,7 +148,8 @@ export async function readStableOffsetsOf(admin: Admin, groupId: string, wanted:
       if (missing.length > 0) throw new Error(`the group coordinator left out the committed offsets of ${missing.map(tpKey).join(', ')}`);
       return committed;
     } catch (error) {
-      // A transaction times out after 60 s at most (transactionalProducer), and is aborted then.
+      // A transaction times out after 60 s at most (transactionalProducer) and is aborted then,
+      // which ends UNSTABLE_OFFSET_COMMIT; anything else is for the caller to retry.
       if (!isUnstableOffsetCommit(error) || Date.now() - started > 90_000) throw error;
       await sleep(Math.min(200, 10 * attempt));
     }

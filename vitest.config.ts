@@ -16,9 +16,10 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          // The three-broker failover test still finds duplicated fills in some runs (a committed
-          // transaction processed again after its producer was re-initialised: see the README):
-          // run it with TEST_CLUSTER=1.
+          // The three-broker failover test found duplicated fills in one run of three (a committed
+          // transaction processed again after a stale offset read); it passed the two runs since
+          // the stable offset read, not yet enough to trust it here (see the README): run it with
+          // TEST_CLUSTER=1.
           exclude: process.env['TEST_CLUSTER'] === '1' ? [] : ['test/integration/cluster.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
           fileParallelism: false,

@@ -1,6 +1,7 @@
 /**
- * Exactly-once stages: slots, each with one transactional producer, and one transaction at a time
- * per slot that commits a lane's outputs with its input offsets (see index.ts).
+ * Exactly-once stages: owners, each with one transactional producer (one per slot, or one per
+ * instance), and one transaction at a time per owner that commits a lane's outputs with its input
+ * offsets (see index.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -13,7 +14,10 @@ import type { RunnerOptions, RunningConsumer, TransformOptions } from './options
 import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
 import { errorTypes, retrying, withTimeout } from './retry.ts';
 
-/** A producer for one task's transactions: its id is stable, so a new owner fences the old one. */
+/**
+ * A producer for one owner's transactions. A slot's id is the same in every process, so a new owner
+ * fences the old one; an instance's id is its own (see openInstanceOwner).
+ */
 function transactionalProducer(kafka: Kafka, transactionalId: string, transactionTimeout = 60_000): Producer {
   return kafka.producer({
     transactionalId,

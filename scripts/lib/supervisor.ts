@@ -45,6 +45,30 @@ export interface Supervised {
 const INITIAL_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
 const STABLE_MS = 60_000;
+const TAIL_LINES = 50;
+
+/**
+ * Why a process exited, from the last lines it wrote: its last error or fatal log line (message and
+ * error), else its last line (an uncaught error's stack ends with the error's line first: that one).
+ */
+export function lastError(lines: readonly string[]): string | undefined {
+  const short = (text: string) => (text.length > 400 ? `${text.slice(0, 400)}…` : text);
+  for (let i = lines.length - 1; i >= 0; i--) {
+    let entry: { level?: unknown; msg?: unknown; err?: { message?: unknown; type?: unknown } };
+    try {
+      entry = JSON.parse(lines[i]!) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (typeof entry.level !== 'number' || entry.level < 50) continue;
+    const message = typeof entry.err?.message === 'string' ? entry.err.message : undefined;
+    return short([entry.msg, message].filter((part) => typeof part === 'string' && part !== '').join(': '));
+  }
+  const plain = lines.filter((line) => !line.startsWith('{'));
+  if (plain.length === 0) return undefined;
+  const thrown = plain.findLast((line) => /^\S*(Error|Exception)\b.*:/.test(line.trim()));
+  return short((thrown ?? plain[plain.length - 1]!).trim());
+}
 
 class Entry implements Supervised {
   readonly definition: ProcessDefinition;
@@ -60,6 +84,8 @@ class Entry implements Supervised {
   private readonly onEvent: (line: string) => void;
   private stopping = false;
   private exitedOnce: Promise<void> = Promise.resolve();
+  /** The last lines the current run wrote, for saying why it exited. */
+  private tail: string[] = [];
 
   constructor(definition: ProcessDefinition, onEvent: (line: string) => void) {
     this.definition = definition;
@@ -79,6 +105,17 @@ class Entry implements Supervised {
     this.since = new Date();
     child.stdout?.pipe(this.log, { end: false });
     child.stderr?.pipe(this.log, { end: false });
+    this.tail = [];
+    let partial = '';
+    const keep = (chunk: Buffer) => {
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop()!;
+      this.tail.push(...lines.filter((line) => line.trim() !== ''));
+      if (partial.length > 64 * 1024) partial = '';
+      if (this.tail.length > TAIL_LINES) this.tail.splice(0, this.tail.length - TAIL_LINES);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
     this.onEvent(`${this.definition.name} started (pid ${child.pid})`);
     this.exitedOnce = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
@@ -105,7 +142,8 @@ class Entry implements Supervised {
     this.backoff = Math.min(MAX_BACKOFF_MS, this.backoff * 2);
     this.state = 'waiting to restart';
     this.restartAt = new Date(Date.now() + wait);
-    this.onEvent(`${this.definition.name} exited unasked (${how}); starting it again in ${wait / 1000} s (log: ${this.definition.logFile})`);
+    const why = lastError(this.tail);
+    this.onEvent(`${this.definition.name} exited unasked (${how})${why === undefined ? '' : `: ${why}`}; starting it again in ${wait / 1000} s (log: ${this.definition.logFile})`);
     this.timer = setTimeout(() => {
       this.restarts++;
       this.restartAt = undefined;

@@ -5,7 +5,7 @@
  * filled exactly once; a service SIGKILLed under it comes back; Ctrl-C stops everything it started.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,13 +29,26 @@ const running = new Set<RunLocal>();
 let runs = 0;
 const dirs: string[] = [];
 
-afterEach(async () => {
+afterEach(async (context) => {
   for (const run of running) {
     if (run.child.exitCode === null) await run.interrupt();
   }
   running.clear();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  // A failed run's directory (its broker's and services' logs, the stores) is kept to look into.
+  const failed = context.task.result?.state === 'fail';
+  for (const dir of dirs.splice(0)) {
+    if (failed) process.stderr.write(`run-local test failed: its directory is kept at ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
 });
+
+/** A failed wait's error, with the run's output and the end of the log of each service that exited unasked. */
+function failure(run: RunLocal, error: unknown): Error {
+  const output = run.output();
+  const logs = new Set([...output.matchAll(/exited unasked .*\(log: (\S+)\)/g)].map((m) => m[1]!));
+  const tails = [...logs].map((log) => (existsSync(log) ? `--- last lines of ${log}\n${readFileSync(log, 'utf8').split('\n').slice(-40).join('\n')}` : ''));
+  return new Error([String(error), output.slice(-5_000), ...tails].join('\n'));
+}
 
 async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
   const ports = { kafka: await freePort(), controller: await freePort(), influx: await freePort(), rpc: await freePort() };
@@ -91,7 +104,7 @@ const portOpen = (port: number) =>
 async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Promise<void> {
   // Both waits together stay inside the test's timeout, so a run that stalls fails with its output.
   await waitFor('the order feed to finish', async () => (/queue-orders exited \(code 0\)/.test(run.output()) ? true : undefined), 200_000, 500).catch((error: unknown) => {
-    throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
+    throw failure(run, error);
   });
   const orders = (await readAll(run.kafka, TOPICS.orders)).map((r) => decodeMessage(PortfolioOrder, r.value));
   expect(orders.length).toBe(orderCount);
@@ -106,7 +119,7 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
     200_000,
     2_000,
   ).catch((error: unknown) => {
-    throw new Error(`${String(error)}\n${run.output().slice(-5_000)}`);
+    throw failure(run, error);
   });
   await sleep(2_000);
   const settled = await readFills(run.kafka);
@@ -115,7 +128,9 @@ async function expectEveryOrderFilledOnce(run: RunLocal, orderCount: number): Pr
   const positions = await waitFor('positions to account for every fill', async () => {
     const latest = await latestPositionsOfAll(run.kafka);
     return [...latest.values()].reduce((n, p) => n + p.fills, 0) >= settled.length ? latest : undefined;
-  }, 120_000, 2_000);
+  }, 120_000, 2_000).catch((error: unknown) => {
+    throw failure(run, error);
+  });
   expectPositionsEqualFills(positions, settled);
 }
 

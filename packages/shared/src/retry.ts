@@ -108,6 +108,11 @@ export class RetryLog {
   recovered(context: Record<string, unknown> = {}): void {
     if (this.failures === 0) return;
     this.logger.info({ ...context, failures: this.failures, kinds: [...this.kinds], waitedMs: Date.now() - this.since }, `${this.what} succeeded after retrying`);
+    this.reset();
+  }
+
+  /** Starts over without a word: whoever was failing was given up, not recovered. */
+  reset(): void {
     this.failures = 0;
     this.kinds.clear();
   }

@@ -1,5 +1,6 @@
 /** How the runners tell the kinds of Kafka errors apart, and retry a lane's work until it succeeds or is given up. */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../logger.ts';
 import { RetryLog } from '../retry.ts';
 import type { RunnerOptions } from './options.ts';
 import type { TopicPartition } from './records.ts';
@@ -48,14 +49,50 @@ export interface RetryContext {
   readonly payload: { isRunning(): boolean; isStale(): boolean; heartbeat(): Promise<void> };
 }
 
-/** One log per runner and operation, shared by its lanes: an outage is logged once, not once per partition. */
-const retryLogs = new WeakMap<RunnerOptions, Map<string, RetryLog>>();
+/**
+ * One log per runner and operation, shared by its lanes, so an outage is logged once, not once per
+ * partition: the recovery is logged when the last lane that failed succeeds. A lane that never
+ * failed succeeding says nothing (its write may have been in flight as the outage began, while
+ * another lane's already failed), and a lane given up while failing leaves the outage to the rest.
+ */
+export class OutageLog {
+  private readonly failing = new Set<object>();
+  private readonly log: RetryLog;
 
-function retryLogOf(options: RunnerOptions, what: string): RetryLog {
+  constructor(logger: Logger, what: string) {
+    this.log = new RetryLog(logger, what);
+  }
+
+  get failed(): number {
+    return this.log.failed;
+  }
+
+  /** Whether any lane is failing now. */
+  get down(): boolean {
+    return this.failing.size > 0;
+  }
+
+  failure(lane: object, error: unknown, retryInMs: number, context: Record<string, unknown>): void {
+    this.failing.add(lane);
+    this.log.failure(error, retryInMs, context);
+  }
+
+  /** `lane` is done: it succeeded, or was given up. Returns whether this ended the outage. */
+  leave(lane: object, succeeded: boolean, context: Record<string, unknown>): boolean {
+    if (!this.failing.delete(lane) || this.failing.size > 0) return false;
+    if (succeeded) this.log.recovered(context);
+    else this.log.reset();
+    return true;
+  }
+}
+
+const retryLogs = new WeakMap<RunnerOptions, Map<string, OutageLog>>();
+
+function retryLogOf(options: RunnerOptions, what: string): OutageLog {
   let logs = retryLogs.get(options);
   if (logs === undefined) retryLogs.set(options, (logs = new Map()));
   let log = logs.get(what);
-  if (log === undefined) logs.set(what, (log = new RetryLog(options.logger, `${what} (nothing is committed until it succeeds)`)));
+  if (log === undefined) logs.set(what, (log = new OutageLog(options.logger, `${what} (nothing is committed until it succeeds)`)));
   return log;
 }
 
@@ -69,36 +106,39 @@ export async function retrying(
 ): Promise<void> {
   const cap = options.retryMaxMs ?? 10_000;
   const log = retryLogOf(options, what);
-  let backoff = INITIAL_BACKOFF_MS;
-  for (;;) {
-    if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
-    try {
-      await attempt();
-      if (log.failed > 0) {
-        log.recovered({ ...ctx.source });
-        options.metrics.healthy = true;
-      }
-      return;
-    } catch (error) {
-      if (error instanceof Stopped) throw error;
-      if (isAny(error, FENCED) || isAny(error, REBALANCING)) {
-        // Retrying would fence the partition's new owner in turn; leave the batch uncommitted to it.
-        options.logger.warn({ ...ctx.source, err: error }, `${what} abandoned: the partition moved to another member`);
-        throw new Stopped();
-      }
-      options.metrics.retries++;
-      log.failure(error, backoff, { ...ctx.source });
-      if (log.failed > 3) options.metrics.healthy = false;
-      const until = Date.now() + backoff;
-      while (Date.now() < until && !isStopping()) {
-        await sleep(Math.min(250, until - Date.now()));
-        try {
-          await ctx.payload.heartbeat();
-        } catch (heartbeatError) {
-          if (isAny(heartbeatError, REBALANCING)) throw new Stopped();
+  const lane = {};
+  let succeeded = false;
+  try {
+    let backoff = INITIAL_BACKOFF_MS;
+    for (;;) {
+      if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
+      try {
+        await attempt();
+        succeeded = true;
+        return;
+      } catch (error) {
+        if (error instanceof Stopped) throw error;
+        if (isAny(error, FENCED) || isAny(error, REBALANCING)) {
+          // Retrying would fence the partition's new owner in turn; leave the batch uncommitted to it.
+          options.logger.warn({ ...ctx.source, err: error }, `${what} abandoned: the partition moved to another member`);
+          throw new Stopped();
         }
+        options.metrics.retries++;
+        log.failure(lane, error, backoff, { ...ctx.source });
+        if (log.failed > 3) options.metrics.healthy = false;
+        const until = Date.now() + backoff;
+        while (Date.now() < until && !isStopping()) {
+          await sleep(Math.min(250, until - Date.now()));
+          try {
+            await ctx.payload.heartbeat();
+          } catch (heartbeatError) {
+            if (isAny(heartbeatError, REBALANCING)) throw new Stopped();
+          }
+        }
+        backoff = Math.min(cap, backoff * 2);
       }
-      backoff = Math.min(cap, backoff * 2);
     }
+  } finally {
+    if (log.leave(lane, succeeded, { ...ctx.source })) options.metrics.healthy = true;
   }
 }

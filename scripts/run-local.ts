@@ -12,7 +12,7 @@
 import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { MetricsSnapshot } from '@tradeflow/shared';
-import { freePort, REPO, sleep } from './lib/processes.ts';
+import { freePort, REPO, reservePorts, sleep } from './lib/processes.ts';
 import { statusBlock } from './lib/status.ts';
 import { Supervisor, type Supervised } from './lib/supervisor.ts';
 
@@ -42,6 +42,8 @@ mkdirSync(logDir, { recursive: true });
 const SERVICES = ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio'] as const;
 const env: Record<string, string> = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
 const portfolioPort = env['PORTFOLIO_PORT'] ?? '8090';
+// The metrics ports are picked here; none may be one that a process not yet listening was given.
+reservePorts(portfolioPort, env['KAFKA_PORT'], env['KAFKA_CONTROLLER_PORT'], env['INFLUX_PORT'], env['INFLUX_RPC_PORT']);
 const tty = process.stdout.isTTY === true;
 
 /** On a terminal, events go into the block (redrawn); otherwise they are printed as they happen. */

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runScript, startService, stopScripts } from './processes.ts';
+import { freePort, reservePorts, runScript, startService, stopScripts } from './processes.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -28,5 +28,17 @@ describe('stopScripts', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     stopScripts();
     await expect(feed).rejects.toThrow(/queue-ticks.ts .* exited with null/);
+  });
+});
+
+describe('freePort', () => {
+  it('never hands out the same port twice, nor a reserved one (the kernel alone repeats itself)', async () => {
+    const reserved = await freePort();
+    reservePorts(String(reserved + 2), undefined, 'not a port');
+    const ports: number[] = [];
+    for (let i = 0; i < 3_000; i++) ports.push(await freePort());
+    expect(new Set(ports).size).toBe(ports.length);
+    expect(ports).not.toContain(reserved);
+    expect(ports).not.toContain(reserved + 2);
   });
 });

@@ -43,15 +43,35 @@ export function stopScripts(): void {
   for (const child of scripts) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
+/**
+ * Ports this process handed out, or was told are taken. The kernel's choice for a port of its own
+ * is random, so two calls in a row can be given the same free port (about once in 500 runs of ten
+ * picks): the first child listening on it would make the second fail to start, again at every
+ * restart. So a port is handed out once.
+ */
+const handedOut = new Set<number>();
+
+/** Counts `ports` as taken (ones another process chose and will listen on), so freePort never returns them. */
+export function reservePorts(...ports: readonly (number | string | undefined)[]): void {
+  for (const port of ports) if (port !== undefined && Number.isInteger(Number(port)) && Number(port) > 0) handedOut.add(Number(port));
+}
+
+/** A port free now on 127.0.0.1 that this process has not handed out before. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface ServiceProcess {

@@ -142,6 +142,21 @@ export class ServiceMetrics {
   }
 }
 
+/**
+ * Listens on host:port, or fails with an error naming the setting when the port is taken or not
+ * allowed (EADDRINUSE, EACCES), instead of the bare system error.
+ */
+export async function listen(server: Server, host: string, port: number, setting: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') reject(new Error(`${setting}=${port}: ${host}:${port} is already in use by another process; set ${setting} to a free port or stop that process`, { cause: error }));
+      else if (error.code === 'EACCES') reject(new Error(`${setting}=${port}: not allowed to listen on ${host}:${port} (a port below 1024 needs privileges)`, { cause: error }));
+      else reject(error);
+    });
+    server.listen(port, host, () => resolve());
+  });
+}
+
 /** Serves GET /metrics (JSON snapshot) and GET /health (200 when healthy, 503 otherwise). */
 export async function serveMetrics(metrics: ServiceMetrics, host: string, port: number, logger: Logger): Promise<Server | undefined> {
   if (port === 0) return undefined;
@@ -155,10 +170,7 @@ export async function serveMetrics(metrics: ServiceMetrics, host: string, port: 
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
+  await listen(server, host, port, 'METRICS_PORT');
   logger.info({ host, port }, 'metrics endpoint listening');
   return server;
 }

@@ -15,6 +15,7 @@ import {
   envInt,
   Fill,
   kafkaEnv,
+  listen,
   parseEnv,
   Position,
   PriceTick,
@@ -154,10 +155,7 @@ runService(SERVICE_NAME, async (logger) => {
     metrics.extra['subscribers'] = events.size;
   }, 1_000);
   gauges.unref();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(env.PORTFOLIO_PORT, env.PORTFOLIO_HOST, () => resolve());
-  });
+  await listen(server, env.PORTFOLIO_HOST, env.PORTFOLIO_PORT, 'PORTFOLIO_PORT');
   logger.info({ url: `http://${env.PORTFOLIO_HOST}:${env.PORTFOLIO_PORT}`, advertised: self }, 'serving');
 
   return {

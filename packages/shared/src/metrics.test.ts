@@ -1,0 +1,40 @@
+import { createServer } from 'node:net';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ServiceMetrics, serveMetrics } from './metrics.ts';
+
+describe('serveMetrics', () => {
+  it('names METRICS_PORT when its port is taken, instead of a bare EADDRINUSE', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      await expect(serveMetrics(new ServiceMetrics('test'), '127.0.0.1', port, pino({ level: 'silent' }))).rejects.toThrow(
+        `METRICS_PORT=${port}: 127.0.0.1:${port} is already in use by another process; set METRICS_PORT to a free port or stop that process`,
+      );
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('serves /metrics and /health on a free port', async () => {
+    const metrics = new ServiceMetrics('test');
+    const server = await serveMetrics(metrics, '127.0.0.1', await freeOne(), pino({ level: 'silent' }));
+    try {
+      const port = (server!.address() as { port: number }).port;
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ healthy: true });
+    } finally {
+      server!.close();
+    }
+  });
+});
+
+async function freeOne(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -18,8 +18,9 @@ import { expectExactlyOnce, expectPositionsEqualFills, latestPositionsOfAll, rea
 interface RunLocal {
   readonly child: ChildProcess;
   readonly kafka: Kafka;
-  readonly ports: { kafka: number; influx: number };
+  readonly ports: { kafka: number; influx: number; portfolio: number };
   output(): string;
+  readonly logDir: string;
   readonly exited: Promise<number | null>;
   /** Ctrl-C: SIGINT to its process group, as a terminal sends it. */
   interrupt(): Promise<number | null>;
@@ -50,15 +51,16 @@ function failure(run: RunLocal, error: unknown): Error {
   return new Error([String(error), output.slice(-5_000), ...tails].join('\n'));
 }
 
-async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
-  const ports = { kafka: await freePort(), controller: await freePort(), influx: await freePort(), rpc: await freePort() };
-  const dir = mkdtempSync(join(tmpdir(), 'tradeflow-run-local-'));
-  dirs.push(dir);
+/** `reuse`: the directory (stores, logs) and API port of an earlier run, as a user's second run has them. */
+async function startRunLocal(args: readonly string[], reuse?: { readonly dir: string; readonly portfolio: number }): Promise<RunLocal> {
+  const ports = { kafka: await freePort(), controller: await freePort(), influx: await freePort(), rpc: await freePort(), portfolio: reuse?.portfolio ?? (await freePort()) };
+  const dir = reuse?.dir ?? mkdtempSync(join(tmpdir(), 'tradeflow-run-local-'));
+  if (reuse === undefined) dirs.push(dir);
   // A user's shell: nothing points at a broker or InfluxDB, so run-local.sh starts its own.
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !/^(KAFKA_|INFLUX_)/.test(key)) env[key] = value;
   Object.assign(env, {
-    PORTFOLIO_PORT: String(await freePort()),
+    PORTFOLIO_PORT: String(ports.portfolio),
     PORTFOLIO_STORE_DIR: join(dir, 'portfolio'),
     FILL_PUBLISHER_STATE_DIR: join(dir, 'fill-publisher'),
     KAFKA_PORT: String(ports.kafka),
@@ -79,6 +81,7 @@ async function startRunLocal(args: readonly string[]): Promise<RunLocal> {
     child,
     kafka,
     ports,
+    logDir,
     output: () => output,
     exited,
     interrupt: async () => {
@@ -165,6 +168,38 @@ describe('./scripts/run-local.sh on a cold machine', () => {
     expect(await portOpen(run.ports.kafka)).toBe(false);
     expect(await portOpen(run.ports.influx)).toBe(false);
   });
+
+  it('run a second time on the same stores, as a user does (the local broker starts empty every time): only the second run\'s accounts are served', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tradeflow-run-local-'));
+    dirs.push(dir);
+    const portfolio = await freePort();
+    const args = ['--order-count', '200', '--order-rate', '100', '--tick-rate', '300'];
+    const account = (run: RunLocal, id: number) => fetch(`http://127.0.0.1:${run.ports.portfolio}/accounts/${id}`, { signal: AbortSignal.timeout(10_000) });
+    const served = (run: RunLocal, positions: ReadonlyMap<number, { cash: number }>) =>
+      waitFor('the portfolio service to serve every account', async () => {
+        for (const [id, position] of positions) {
+          const answer = await account(run, id).catch(() => undefined);
+          if (answer?.status !== 200 || ((await answer.json()) as { cash: number }).cash !== position.cash) return undefined;
+        }
+        return true;
+      }, 120_000, 2_000);
+
+    const first = await startRunLocal(args, { dir, portfolio });
+    await expectEveryOrderFilledOnce(first, 200);
+    const before = await latestPositionsOfAll(first.kafka);
+    await served(first, before);
+    await expectStoppedCleanly(first);
+
+    const second = await startRunLocal(args, { dir, portfolio });
+    await expectEveryOrderFilledOnce(second, 200);
+    const after = await latestPositionsOfAll(second.kafka);
+    await served(second, after);
+    const gone = [...before.keys()].filter((id) => !after.has(id));
+    expect(gone.length).toBeGreaterThan(0);
+    for (const id of gone) expect((await account(second, id)).status, `account ${id} of the first run only`).toBe(404);
+    expect(readFileSync(join(second.logDir, 'portfolio.log'), 'utf8')).toContain('the store is not of these topics (it was kept for Kafka cluster');
+    await expectStoppedCleanly(second);
+  }, 600_000);
 
   it('a service SIGKILLed under run-local is started again, its restart shown, and no order is lost or filled twice', async () => {
     const run = await startRunLocal(['--order-count', '1500', '--order-rate', '100', '--tick-rate', '300']);

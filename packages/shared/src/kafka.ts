@@ -125,6 +125,42 @@ export async function ensureTopics(kafka: Kafka, definitions: readonly TopicDefi
   }
 }
 
+/** What a store kept on disk is checked against: which cluster, and how far each partition goes. */
+export interface ClusterState {
+  /** Kafka's cluster id: a new one for every freshly formatted cluster. */
+  readonly clusterId: string;
+  /** The end offset (high watermark) of each partition, by `topic:partition`. */
+  readonly ends: ReadonlyMap<string, bigint>;
+}
+
+export async function clusterState(kafka: Kafka, topics: readonly string[]): Promise<ClusterState> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { clusterId } = await admin.describeCluster();
+    const ends = new Map<string, bigint>();
+    for (const topic of topics) for (const { partition, high } of await admin.fetchTopicOffsets(topic)) ends.set(`${topic}:${partition}`, BigInt(high));
+    return { clusterId, ends };
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Why a store as of `offsets` (and kept for cluster `clusterId`) cannot be of these topics, or
+ * undefined when it can: it was kept for another cluster (the broker's data was removed, as a
+ * local broker's is at every start), or it is as of an offset past a partition's end (the topic was
+ * deleted and created again).
+ */
+export function storeMismatch(stored: { readonly clusterId: string | undefined; readonly offsets: Iterable<readonly [topic: string, partition: number, next: bigint]> }, now: ClusterState): string | undefined {
+  if (stored.clusterId !== undefined && stored.clusterId !== now.clusterId) return `it was kept for Kafka cluster ${stored.clusterId}, and this is cluster ${now.clusterId}`;
+  for (const [topic, partition, next] of stored.offsets) {
+    const end = now.ends.get(`${topic}:${partition}`);
+    if (end !== undefined && next > end) return `it is as of offset ${next} of ${topic}-${partition}, past that partition's end (${end}): the topic was created again`;
+  }
+  return undefined;
+}
+
 /** The slot of a partition: partition p of every input topic belongs to slot p mod slots. */
 export const slotOf = (partition: number, slots: number): number => partition % slots;
 

@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
+  clusterState,
   connectService,
   decodeMessage,
   envInt,
@@ -23,7 +24,9 @@ import {
   runService,
   runView,
   serviceEnv,
+  storeMismatch,
   TOPICS,
+  untilSuccess,
   type RunningView,
   type ViewBatch,
 } from '@tradeflow/shared';
@@ -73,6 +76,12 @@ runService(SERVICE_NAME, async (logger) => {
   logger.info({ storeDir, accounts: store.accounts() }, 'store opened');
 
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
+  // A store of other topics (the broker's data was removed, or a topic created again) would serve
+  // accounts Kafka no longer has, and keep them over newer snapshots with fewer fills: it is cleared.
+  const cluster = await untilSuccess('reading the Kafka cluster id and end offsets', logger, () => clusterState(kafka, [TOPICS.positions, TOPICS.fills, TOPICS.prices]), runnerSettings.retryMaxMs);
+  const mismatch = storeMismatch({ clusterId: store.cluster(), offsets: store.allOffsets() }, cluster);
+  if (mismatch !== undefined) logger.warn({ storeDir, reason: mismatch, accounts: store.accounts() }, `the store is not of these topics (${mismatch}); clearing it: it is rebuilt from the topics`);
+  await store.keepFor(cluster.clusterId, mismatch !== undefined);
   const events = new AccountEvents();
   const held = new Set<number>();
 

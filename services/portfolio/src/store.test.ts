@@ -68,3 +68,28 @@ describe('PortfolioStore', () => {
     await reopened.close();
   });
 });
+
+describe('PortfolioStore of one Kafka cluster', () => {
+  it('keeps the cluster it is of; kept for another, it is cleared whole and serves nothing of the old one', async () => {
+    const path = freshPath();
+    const store = PortfolioStore.open({ path, recentFills: 3 });
+    expect(store.cluster()).toBeUndefined();
+    await store.keepFor('cluster-a', false);
+    await store.apply({ positions: [position(7, 50, 100)], fills: [fill(7, 1)], prices: [{ symbol: 'IVE', bid: 94, ask: 95, timestamp: 1_700_000_000 }], offsets: [{ topic: 'positions', partition: 2, next: 41n }, { topic: 'fills', partition: 2, next: 9n }] });
+    expect(store.allOffsets().sort()).toEqual([['fills', 2, 9n], ['positions', 2, 41n]]);
+    await store.close();
+
+    const again = PortfolioStore.open({ path, recentFills: 3 });
+    expect(again.cluster()).toBe('cluster-a');
+    await again.keepFor('cluster-b', true);
+    expect(again.cluster()).toBe('cluster-b');
+    expect(again.position(7)).toBeUndefined();
+    expect(again.recent(7, 10)).toEqual([]);
+    expect(again.price('IVE')).toBeUndefined();
+    expect(again.allOffsets()).toEqual([]);
+    // A snapshot of the new cluster with fewer fills than the old one had is kept (not shadowed).
+    await again.apply({ positions: [position(7, 2, 5)], offsets: [{ topic: 'positions', partition: 2, next: 1n }] });
+    expect(again.position(7)?.fills).toBe(2);
+    await again.close();
+  });
+});

@@ -40,6 +40,8 @@ export class PortfolioStore {
   private readonly fills: Database<Fill | number, [number, number]>;
   private readonly prices: Database<PriceTick, string>;
   private readonly offsets: Database<string, string>;
+  /** What the store is of: `cluster` → the Kafka cluster id. */
+  private readonly meta: Database<string, string>;
   private readonly recentFills: number;
 
   private constructor(root: RootDatabase, recentFills: number) {
@@ -48,6 +50,7 @@ export class PortfolioStore {
     this.fills = root.openDB<Fill | number, [number, number]>({ name: 'recent-fills' });
     this.prices = root.openDB<PriceTick, string>({ name: 'prices' });
     this.offsets = root.openDB<string, string>({ name: 'offsets' });
+    this.meta = root.openDB<string, string>({ name: 'meta' });
     this.recentFills = recentFills;
   }
 
@@ -108,6 +111,29 @@ export class PortfolioStore {
   offset(topic: string, partition: number): bigint | undefined {
     const value = this.offsets.get(offsetKey(topic, partition));
     return value === undefined ? undefined : BigInt(value);
+  }
+
+  /** Every partition's next offset, as [topic, partition, next]. */
+  allOffsets(): [string, number, bigint][] {
+    const out: [string, number, bigint][] = [];
+    for (const { key, value } of this.offsets.getRange()) {
+      const at = key.lastIndexOf(':');
+      out.push([key.slice(0, at), Number(key.slice(at + 1)), BigInt(value)]);
+    }
+    return out;
+  }
+
+  /** The Kafka cluster the store was kept for, if it was recorded. */
+  cluster(): string | undefined {
+    return this.meta.get('cluster');
+  }
+
+  /** Records the cluster the store is of; with `clear`, drops everything first (it is rebuilt from the topics). */
+  async keepFor(clusterId: string, clear: boolean): Promise<void> {
+    await this.root.transaction(() => {
+      if (clear) for (const db of [this.positions, this.fills, this.prices, this.offsets]) db.clearSync();
+      this.meta.put('cluster', clusterId);
+    });
   }
 
   /** Accounts held (an estimate from LMDB's statistics, exact when nothing is being written). */

@@ -75,7 +75,7 @@ describe('PortfolioStore of one Kafka cluster', () => {
     const store = PortfolioStore.open({ path, recentFills: 3 });
     expect(store.cluster()).toBeUndefined();
     await store.keepFor('cluster-a', false);
-    await store.apply({ positions: [position(7, 50, 100)], fills: [fill(7, 1)], prices: [{ symbol: 'IVE', bid: 94, ask: 95, timestamp: 1_700_000_000 }], offsets: [{ topic: 'positions', partition: 2, next: 41n }, { topic: 'fills', partition: 2, next: 9n }] });
+    await store.apply({ positions: [position(7, 50, 100)], fills: [fill(7, 1)], prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 95, timestamp: 1_700_000_000 }], offsets: [{ topic: 'positions', partition: 2, next: 41n }, { topic: 'fills', partition: 2, next: 9n }] });
     expect(store.allOffsets().sort()).toEqual([['fills', 2, 9n], ['positions', 2, 41n]]);
     await store.close();
 

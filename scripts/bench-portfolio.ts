@@ -24,7 +24,7 @@ import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
 import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
 import { freePort, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
-import { fmt, mb, Report } from './lib/report.ts';
+import { fmt, mb, memoryPeaks, Report } from './lib/report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -67,8 +67,9 @@ async function startPortfolio(group: string, port: number): Promise<ServiceProce
   return startService('portfolio', { env: { ...baseEnv, GROUP_ID: group, PORTFOLIO_PORT: String(port), PORTFOLIO_STORE_DIR: storeRoot }, readyTimeoutMs: 300_000 });
 }
 
-async function peakRss(service: ServiceProcess): Promise<number> {
-  return (await service.metrics()).peakRssBytes;
+/** Peak RSS and what it is made of. */
+async function peakRss(service: ServiceProcess): Promise<string> {
+  return memoryPeaks(await service.metrics());
 }
 
 /** Fills committed to `fills`, as a read-committed consumer sees them, with when it saw each. */
@@ -185,7 +186,7 @@ if (PARTS.has('latency')) {
   if (used !== undefined) {
     report('CPU while feeding', `machine ${used.machineBusyPct.toFixed(0)} % busy`, `of one core: ${[...used.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`).join(', ')}`);
   }
-  report('portfolio peak RSS (feed)', mb(await peakRss(portfolio)));
+  report('portfolio memory (feed)', await peakRss(portfolio));
   for (const s of services) await s.stop();
   await portfolio.stop();
 }
@@ -276,7 +277,7 @@ if (PARTS.has('accounts')) {
     let started = performance.now();
     let portfolio = await startPortfolio(group, port);
     await waitFor('every account', async () => ((await portfolio.metrics()).extra['accounts'] === count && (await fetch(last)).ok ? true : undefined), 3_600_000, 1_000);
-    report(`${fmt(count)} accounts: rebuild from the positions topic`, `${((performance.now() - started) / 1000).toFixed(1)} s`, `peak RSS ${mb(await peakRss(portfolio))}`);
+    report(`${fmt(count)} accounts: rebuild from the positions topic`, `${((performance.now() - started) / 1000).toFixed(1)} s`, await peakRss(portfolio));
     await portfolio.stop();
     started = performance.now();
     portfolio = await startPortfolio(group, port);
@@ -287,7 +288,7 @@ if (PARTS.has('accounts')) {
     const restart = (performance.now() - started) / 1000;
     await sleep(5_000);
     const m = await portfolio.metrics();
-    report(`${fmt(count)} accounts: restart from the checkpoint → serving`, `${restart.toFixed(1)} s`, `records read again ${fmt(m.consumed)}; RSS ${mb(m.rssBytes)}, peak ${mb(m.peakRssBytes)}`);
+    report(`${fmt(count)} accounts: restart from the checkpoint → serving`, `${restart.toFixed(1)} s`, `records read again ${fmt(m.consumed)}; RSS ${mb(m.rssBytes)}, ${memoryPeaks(m)}`);
     await portfolio.stop();
 
     // fill-publisher restores the positions of every account it holds from the same topic (its
@@ -307,7 +308,7 @@ if (PARTS.has('accounts')) {
         }
         const m = await fillPublisher.metrics().catch(() => undefined);
         if (m !== undefined && m.consumed - before >= 60) {
-          outcome = `${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${mb(m.peakRssBytes)}`;
+          outcome = `${((performance.now() - started) / 1000).toFixed(1)} s, ${memoryPeaks(m)}`;
           break;
         }
         await sleep(250);

@@ -17,3 +17,7 @@ export class Report {
 
 export const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 export const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+
+/** What a service's peak RSS is made of: the peaks of its heap (used, reserved) and of what it holds outside the heap. */
+export const memoryPeaks = (m: { readonly peakRssBytes: number; readonly memoryPeaks: { readonly heapUsedBytes: number; readonly heapTotalBytes: number; readonly externalBytes: number; readonly arrayBuffersBytes: number } }) =>
+  `peak RSS ${mb(m.peakRssBytes)} (heap used ${mb(m.memoryPeaks.heapUsedBytes)} of ${mb(m.memoryPeaks.heapTotalBytes)}, outside the heap ${mb(m.memoryPeaks.externalBytes)}, buffers ${mb(m.memoryPeaks.arrayBuffersBytes)})`;

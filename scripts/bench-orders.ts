@@ -14,7 +14,8 @@
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
  *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000]
  * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
- * execution and its fill), at the cost of reading two more topics.
+ * execution and its fill), at the cost of reading two more topics. SERVICE_NODE_OPTIONS is given
+ * to order-matcher and fill-publisher as NODE_OPTIONS (a heap cap, say), not to this process.
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -89,6 +90,8 @@ if (brokerPid !== undefined) cpuPids.set('broker', brokerPid);
 
 await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
 const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
+// Node options for the services only (a heap cap, say), not for this process or the feeds.
+const serviceNodeOptions = process.env['SERVICE_NODE_OPTIONS'];
 const run = `bench-${Date.now()}`;
 const deserializer = await startService('tick-deserializer', { env: { ...baseEnv, GROUP_ID: `${run}-d` } });
 const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '1000000000', '--rate', values['tick-rate'], '--quiet'], {
@@ -186,7 +189,7 @@ async function peak(service: ServiceProcess): Promise<[string, string]> {
  * resume where they stopped), as [matchers, fill publishers].
  */
 const startPipeline = async (): Promise<[ServiceProcess[], ServiceProcess[]]> => {
-  const each = (name: string, group: string) => Promise.all(Array.from({ length: INSTANCES }, () => startService(name, { env: { ...baseEnv, GROUP_ID: group } })));
+  const each = (name: string, group: string) => Promise.all(Array.from({ length: INSTANCES }, () => startService(name, { env: { ...baseEnv, GROUP_ID: group, ...(serviceNodeOptions === undefined ? {} : { NODE_OPTIONS: serviceNodeOptions }) } })));
   return Promise.all([each('order-matcher', `${run}-m`), each('fill-publisher', `${run}-f`)]);
 };
 /** A service's name in the table: with several instances, numbered. */

@@ -25,7 +25,7 @@ import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
-import { REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
+import { REPO, runScript, sleep, startService, type ServiceProcess } from './lib/processes.ts';
 
 const { values } = parseArgs({
   options: {
@@ -192,6 +192,25 @@ const startPipeline = async (): Promise<[ServiceProcess[], ServiceProcess[]]> =>
   const each = (name: string, group: string) => Promise.all(Array.from({ length: INSTANCES }, () => startService(name, { env: { ...baseEnv, GROUP_ID: group, ...(serviceNodeOptions === undefined ? {} : { NODE_OPTIONS: serviceNodeOptions }) } })));
   return Promise.all([each('order-matcher', `${run}-m`), each('fill-publisher', `${run}-f`)]);
 };
+/** Throws, with the end of its output, when one of `services` has exited: the waits for fills would not end. */
+const running = (services: readonly ServiceProcess[]) => {
+  for (const service of services) {
+    const { exitCode, signalCode } = service.child;
+    if (exitCode !== null || signalCode !== null) {
+      const tail = service.output().split('\n').filter((line) => line.trim() !== '').slice(-15).join('\n');
+      throw new Error(`${service.name} exited (${signalCode ?? `code ${exitCode}`}) during the benchmark; the end of its output:\n${tail}`);
+    }
+  }
+};
+/** Waits until `done`, for at most 15 minutes, failing at once when one of `services` exits. */
+const whileRunning = async (services: readonly ServiceProcess[], what: string, done: () => boolean) => {
+  const deadline = Date.now() + 900_000;
+  while (!done()) {
+    running(services);
+    if (Date.now() > deadline) throw new Error(`timed out after 900 s waiting for ${what}`);
+    await sleep(100);
+  }
+};
 /** A service's name in the table: with several instances, numbered. */
 const label = (name: string, i: number) => (INSTANCES === 1 ? name : `${name} #${i + 1}`);
 
@@ -204,7 +223,7 @@ if (WARMUP_SECONDS > 0) {
   const warmupComponents = expect('warmup', 99, 1_000 * WARMUP_SECONDS);
   const warming = (await startPipeline()).flat();
   await runScript('queue-orders.ts', ['--count', String(1_000 * WARMUP_SECONDS), '--seed', '99', '--rate', '1000', ...feedArgs], { LOG_LEVEL: 'error' });
-  await waitFor('every warm-up component filled', async () => ((fillsSeen.get('warmup') ?? 0) >= warmupComponents ? true : undefined), 900_000, 100);
+  await whileRunning(warming, 'every warm-up component filled', () => (fillsSeen.get('warmup') ?? 0) >= warmupComponents);
   await Promise.all(warming.map((service) => service.stop()));
 }
 
@@ -217,7 +236,7 @@ const pipeline = [...matchers, ...fillPublishers];
 for (const [i, s] of matchers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('order-matcher', i), s.child.pid);
 for (const [i, s] of fillPublishers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('fill-publisher', i), s.child.pid);
 const drainCpu = measureCpu(cpuPids);
-await waitFor('every backlog component filled', async () => ((fillsSeen.get('backlog') ?? 0) >= backlogComponents ? true : undefined), 900_000, 100);
+await whileRunning(pipeline, 'every backlog component filled', () => (fillsSeen.get('backlog') ?? 0) >= backlogComponents);
 const drainCpuUse = drainCpu.stop();
 await sleep(1_000);
 const drainSeconds = (lastFillAt - firstFillAt) / 1000;
@@ -247,7 +266,7 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
   const snapshots = await Promise.all(pipeline.map((s) => s.metrics()));
   const lagOf = (service: string) => snapshots.filter((s) => s.service === service).reduce((sum, s) => sum + s.lag, 0);
   const lagAtEnd = components - (fillsSeen.get(phase) ?? 0);
-  await waitFor(`every ${phase} component filled`, async () => ((fillsSeen.get(phase) ?? 0) >= components ? true : undefined), 900_000, 100);
+  await whileRunning(pipeline, `every ${phase} component filled`, () => (fillsSeen.get(phase) ?? 0) >= components);
   const drainedAfter = (performance.now() - started) / 1000 - feedSeconds;
   const l = latencies.get(phase)!;
   const line = (xs: number[]) => percentiles(xs, [50, 99, 99.9]).map(([p, v]) => `p${p} ${v.toFixed(0)} ms`).join(', ');

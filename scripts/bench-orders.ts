@@ -98,6 +98,8 @@ const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--coun
   env: { ...baseEnv, LOG_LEVEL: 'error' },
   stdio: 'ignore',
 });
+// The endless tick feed ends with this process, however it ends (a failed run too).
+process.once('exit', () => ticks.kill('SIGKILL'));
 if (deserializer.child.pid !== undefined) cpuPids.set('tick-deserializer', deserializer.child.pid);
 if (ticks.pid !== undefined) cpuPids.set('tick feed', ticks.pid);
 cpuPids.set('benchmark reader', process.pid);

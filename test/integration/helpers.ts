@@ -56,6 +56,8 @@ export async function startService(name: string, env: Record<string, string>): P
       LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'info',
       RETRY_MAX_MS: '1000',
       FILL_PUBLISHER_STATE_DIR: STATE_DIR,
+      // A whole file's services with other settings: TEST_SERVICE_ENV='TRANSACTION_STREAM_MS=200 TRANSACTION_MAX_RECORDS=500'.
+      ...Object.fromEntries((process.env['TEST_SERVICE_ENV'] ?? '').split(/\s+/).filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
       ...env,
     },
     ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}-${++started}.log` }),

@@ -25,11 +25,26 @@ export function openOnce<K, V>(entries: Map<K, Promise<V>>, key: K, open: () => 
 }
 
 export function countBatch(metrics: ServiceMetrics, consumed: number, outputs: readonly ProducedRecord[]): void {
-  metrics.consumed += consumed;
-  for (const out of outputs) {
-    if (out.topic.endsWith('.dlq')) metrics.dlq++;
-    else metrics.produced++;
-  }
+  addCounts(metrics, { consumed, ...countOutputs(outputs) });
+}
+
+export interface BatchCounts {
+  readonly consumed: number;
+  readonly produced: number;
+  readonly dlq: number;
+}
+
+/** Outputs counted: dead letters apart from the rest. */
+export function countOutputs(outputs: readonly ProducedRecord[]): { produced: number; dlq: number } {
+  let dlq = 0;
+  for (const out of outputs) if (out.topic.endsWith('.dlq')) dlq++;
+  return { produced: outputs.length - dlq, dlq };
+}
+
+export function addCounts(metrics: ServiceMetrics, counts: BatchCounts): void {
+  metrics.consumed += counts.consumed;
+  metrics.produced += counts.produced;
+  metrics.dlq += counts.dlq;
 }
 
 export interface BatchContext {
@@ -120,8 +135,12 @@ const batchBytes = (records: readonly ConsumedRecord[]) => records.reduce((sum, 
 export function startConsumer(
   options: RunnerOptions,
   laneOf: (source: TopicPartition) => string,
-  /** Processes a lane's queued batches (in fetch order), committing them or throwing Stopped. */
-  processLane: (entries: readonly BatchContext[], isStopping: () => boolean) => Promise<void>,
+  /**
+   * Processes a lane's queued batches (in fetch order), committing them or throwing Stopped. With
+   * `more`, it may take the lane's next batches into the same transaction (undefined: nothing more
+   * now); what it took is fetched again if it throws.
+   */
+  processLane: (entries: readonly BatchContext[], isStopping: () => boolean, more?: () => BatchContext[] | undefined) => Promise<void>,
   onAssignment: (assigned: readonly TopicPartition[], lanes: ReadonlyMap<string, Lane>, group: { readonly generationId: number; readonly memberId: string }) => Promise<void>,
   onStop: () => Promise<void>,
   assigner?: PartitionAssigner,
@@ -161,7 +180,7 @@ export function startConsumer(
    * is queued behind them and fetch again from the first of them, so nothing is skipped if the
    * partition stays here.
    */
-  const rewind = (lane: Lane, abandoned: readonly BatchContext[]) => {
+  const rewind = (lane: Lane, abandoned: readonly Pick<BatchContext, 'source' | 'fetchedOffset'>[]) => {
     const from = new Map<string, { source: TopicPartition; offset: bigint }>();
     for (const entry of [...abandoned, ...dropPending(lane)]) {
       const key = `${entry.source.topic}-${entry.source.partition}`;
@@ -189,6 +208,8 @@ export function startConsumer(
   };
 
   const interval = options.commitIntervalMs ?? 0;
+  /** processLane may take more of the lane into the transaction in hand (see RunnerOptions.transactionStreamMs). */
+  const streaming = (options.transactionStreamMs ?? 0) > 0;
   const drain = async (lane: Lane) => {
     while (lane.pending.length > 0 && !stopping) {
       const wait = lane.lastStart + interval - performance.now();
@@ -198,16 +219,27 @@ export function startConsumer(
       }
       lane.lastStart = performance.now();
       const entries = takePending(lane);
+      // What the transaction took, without the records (they are let go once processed): where to
+      // fetch again from if it fails, and each partition's lag once it committed.
+      const taken = entries.map(({ source, fetchedOffset, nextOffset, highWatermark }) => ({ source, fetchedOffset, nextOffset, highWatermark }));
+      const more = streaming
+        ? () => {
+            if (lane.pending.length === 0 || stopping || lane.revoked) return undefined;
+            const next = takePending(lane);
+            for (const { source, fetchedOffset, nextOffset, highWatermark } of next) taken.push({ source, fetchedOffset, nextOffset, highWatermark });
+            return next;
+          }
+        : undefined;
       try {
-        await processLane(entries, isStopping);
+        await processLane(entries, isStopping, more);
         // In fetch order, so each partition's lag ends at its newest batch.
-        for (const entry of entries) {
+        for (const entry of taken) {
           metrics.batches++;
           metrics.setLag(entry.source.topic, entry.source.partition, Math.max(0, Number(BigInt(entry.highWatermark) - BigInt(entry.nextOffset))));
         }
       } catch (error) {
         if (!(error instanceof Stopped)) logger.error({ lane: lane.key, err: error }, 'processing failed; the batches will be fetched again');
-        rewind(lane, entries);
+        rewind(lane, taken);
       }
     }
   };

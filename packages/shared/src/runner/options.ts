@@ -47,6 +47,15 @@ export interface RunnerOptions {
    * is split at the limit); unlimited by default here (the services take TRANSACTION_MAX_RECORDS).
    */
   readonly maxRecordsPerTransaction?: number;
+  /**
+   * Exactly-once runners: 0 (the default here) has a transaction take what its lane has queued when
+   * it starts, all of it held in memory until the commit. Above 0, a transaction takes the lane's
+   * batches a piece at a time (maxRecordsPerTransaction records each), processing and sending each
+   * piece while the next is fetched, for up to this many milliseconds or until the lane has nothing
+   * queued, and then commits: memory holds about one piece, transactions stay large. A transaction
+   * that fails after its first piece is not retried in place: what it took is fetched again.
+   */
+  readonly transactionStreamMs?: number;
   /** Called when the consumer stopped for good on an error; by default the process exits 1. */
   readonly onFatal?: (error: Error) => void;
 }

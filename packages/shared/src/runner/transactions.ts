@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { slotAssigner, slotOf, defaultPartitioner, type Admin, type Kafka, type Producer } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { untilSuccess } from '../retry.ts';
-import { countBatch, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
+import { addCounts, countOutputs, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
 import type { RunnerOptions, RunningConsumer, TransformOptions } from './options.ts';
 import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
-import { errorTypes, retrying, withTimeout } from './retry.ts';
+import { errorTypes, retrying, Stopped, withTimeout } from './retry.ts';
 
 /**
  * A producer for one owner's transactions. A slot's id is the same in every process, so a new owner
@@ -237,42 +237,77 @@ export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): Slot
     .filter((w) => w.fresh.length > 0);
 }
 
+/** A piece of a transaction: its work, the records to produce for it, and other partitions whose state it changed. */
+export interface Piece {
+  readonly work: readonly SlotWork[];
+  readonly records: readonly ProducedRecord[];
+  readonly touched: readonly TopicPartition[];
+}
+
+/** The work of a piece without its records, for after the piece is sent (offsets and partitions only). */
+const settledWork = (work: readonly SlotWork[]): SlotWork[] => work.map(({ run }) => ({ run: { ...run, records: [] }, fresh: [] }));
+
 /**
- * One transaction: the input offsets after `work`, then `records`, then commit. Offsets go first:
- * from the first record sent until the commit markers are written the output partitions' last
- * stable offset is held back (for every reader), so that stretch is kept short.
+ * One transaction: the records of `first` and of each further piece `next` gives (undefined: no
+ * more), then the input offsets after all of them, then commit. Each piece is sent while the next
+ * is prepared, and let go once sent. The offsets go with the last piece's records: from the first
+ * record sent until the commit markers are written, the output partitions' last stable offset is
+ * held back (for every reader), so that stretch is kept short. Returns the work committed.
  */
-async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, work: readonly SlotWork[], records: readonly ProducedRecord[], alsoTouched: readonly TopicPartition[] = []): Promise<void> {
-  const offsets = new Map<string, Map<number, string>>();
-  const add = (tp: TopicPartition, offset: string) => {
-    let partitions = offsets.get(tp.topic);
-    if (partitions === undefined) offsets.set(tp.topic, (partitions = new Map()));
-    partitions.set(tp.partition, offset);
+async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, first: Piece, next?: () => Promise<Piece | undefined>): Promise<SlotWork[]> {
+  const offsetsOf = (work: readonly SlotWork[], alsoTouched: readonly TopicPartition[]) => {
+    const offsets = new Map<string, Map<number, string>>();
+    const add = (tp: TopicPartition, offset: string) => {
+      let partitions = offsets.get(tp.topic);
+      if (partitions === undefined) offsets.set(tp.topic, (partitions = new Map()));
+      partitions.set(tp.partition, offset);
+    };
+    // Partitions whose state changed without their input moving are committed at their current
+    // offset: so the transaction is refused with a stale generation, and is waited for by their next
+    // owner's readStableOffsets, like one that processed them.
+    for (const tp of alsoTouched) {
+      const at = owner.committed.get(tpKey(tp));
+      if (at !== undefined) add(tp, at.toString());
+    }
+    for (const { run } of work) add(run.source, run.nextOffset);
+    return [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) }));
   };
-  // Partitions whose state changed without their input moving are committed at their current
-  // offset: so the transaction is refused with a stale generation, and is waited for by their next
-  // owner's readStableOffsets, like one that processed them.
-  for (const tp of alsoTouched) {
-    const at = owner.committed.get(tpKey(tp));
-    if (at !== undefined) add(tp, at.toString());
-  }
-  for (const { run } of work) add(run.source, run.nextOffset);
   const timer = new StepTimer(metrics);
   const transaction = await owner.producer.transaction();
+  const committed: SlotWork[] = [];
+  const touched: TopicPartition[] = [];
   try {
-    // AddOffsetsToTxn + TxnOffsetCommit run alongside AddPartitionsToTxn + Produce: two round
-    // trips before the commit instead of four. Both settle before the commit or the abort.
-    const settled = await Promise.allSettled([
-      sendOffsets(transaction, {
-        consumerGroupId: groupId,
-        ...(owner.member === undefined ? {} : { consumerGroupMetadata: { generationId: owner.member.generationId, memberId: owner.member.memberId } }),
-        topics: [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) })),
-      }),
-      (async () => {
-        for (const chunk of produceChunks(records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-      })(),
-    ]);
-    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+    let piece: Piece = first;
+    for (;;) {
+      const sending = (async () => {
+        for (const chunk of produceChunks(piece.records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
+      })();
+      // Settled below in every case; a failure is not left unhandled while the next piece is prepared.
+      sending.catch(() => undefined);
+      committed.push(...settledWork(piece.work));
+      touched.push(...piece.touched);
+      const following = next === undefined ? undefined : await next().catch(async (error: unknown) => {
+        await sending.catch(() => undefined);
+        throw error;
+      });
+      if (following !== undefined) {
+        await sending;
+        piece = following;
+        continue;
+      }
+      // AddOffsetsToTxn + TxnOffsetCommit run alongside the last AddPartitionsToTxn + Produce: two
+      // round trips before the commit instead of four. Both settle before the commit or the abort.
+      const settled = await Promise.allSettled([
+        sendOffsets(transaction, {
+          consumerGroupId: groupId,
+          ...(owner.member === undefined ? {} : { consumerGroupMetadata: { generationId: owner.member.generationId, memberId: owner.member.memberId } }),
+          topics: offsetsOf(committed, touched),
+        }),
+        sending,
+      ]);
+      for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+      break;
+    }
     timer.step('txn.send');
     await transaction.commit();
     timer.step('txn.commit');
@@ -281,7 +316,8 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
     await transaction.abort().catch(() => undefined);
     throw error;
   }
-  for (const { run } of work) owner.committed.set(tpKey(run.source), BigInt(run.nextOffset));
+  for (const { run } of committed) owner.committed.set(tpKey(run.source), BigInt(run.nextOffset));
+  return committed;
 }
 
 /** Runs `fn` after every earlier call for the same key. */
@@ -347,43 +383,75 @@ export async function runSlots<O extends SlotOwner>(
     if (entry !== undefined) await (await entry.catch(() => undefined))?.producer.disconnect().catch(() => undefined);
   };
 
-  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean): Promise<void> => {
+  const streamMs = options.transactionStreamMs ?? 0;
+  const processLane = (entries: readonly BatchContext[], isStopping: () => boolean, more?: () => BatchContext[] | undefined): Promise<void> => {
     const runs = runsBySource(entries);
     const slot = perInstance ? 0 : slotOf(runs[0]!.source.partition, slots);
     return withSlotLock(slot, () =>
       retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
         if (perInstance) await closeIfStale();
         const owner = await ownerFor(slot);
-        let work: SlotWork[];
-        try {
-          work = freshWork(owner, runs);
-        } catch (error) {
-          // The owner's committed offsets are incomplete: open it again (and read them again).
-          await closeOwner(slot);
-          throw error;
-        }
-        if (work.length === 0) return;
-        let outputs: readonly ProducedRecord[];
-        try {
+        const fresh = (pieceRuns: readonly BatchContext[]) => {
+          try {
+            return freshWork(owner, pieceRuns);
+          } catch (error) {
+            // The owner's committed offsets are incomplete: open it again (and read them again).
+            void closeOwner(slot);
+            throw error;
+          }
+        };
+        const work = fresh(runs);
+        const began = performance.now();
+        /** Whether the transaction took more of the lane than `entries`: it cannot be retried in place then. */
+        let tookMore = false;
+        let counts = { consumed: 0, produced: 0, dlq: 0 };
+        const prepared = async (pieceWork: readonly SlotWork[]): Promise<Piece> => {
           const timer = new StepTimer(metrics);
-          const prepared = await prepare(owner, work);
-          outputs = prepared.outputs;
+          const { outputs, records, touched } = await prepare(owner, pieceWork);
           timer.step('txn.process');
-          await commitWork(owner, groupId, metrics, work, prepared.records, prepared.touched);
-          committed?.(owner, work);
+          const c = countOutputs(outputs);
+          counts = { consumed: counts.consumed + pieceWork.reduce((n, w) => n + w.fresh.length, 0), produced: counts.produced + c.produced, dlq: counts.dlq + c.dlq };
+          return { work: pieceWork, records, touched: touched ?? [] };
+        };
+        /** The next piece of the lane, while the transaction is young enough (skipping pieces with nothing fresh). */
+        const next =
+          more === undefined || streamMs <= 0
+            ? undefined
+            : async (): Promise<Piece | undefined> => {
+                while (performance.now() - began < streamMs && !isStopping()) {
+                  const taken = more();
+                  if (taken === undefined) return undefined;
+                  tookMore = true;
+                  const pieceWork = fresh(runsBySource(taken));
+                  if (pieceWork.length > 0) return prepared(pieceWork);
+                }
+                return undefined;
+              };
+        if (work.length === 0 && next === undefined) return;
+        let committedWork: SlotWork[];
+        try {
+          const first = work.length > 0 ? await prepared(work) : await next!();
+          if (first === undefined) return;
+          committedWork = await commitWork(owner, groupId, metrics, first, next);
+          committed?.(owner, committedWork);
         } catch (error) {
           // The error itself is logged by `retrying`, once per outage; this records what was at stake.
           logger.info(
-            { slot, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])) },
+            { slot, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])), tookMore },
             'transaction failed (its outcome is settled when the slot is opened again)',
           );
           // Start over with a fresh owner: re-initialising the producer settles the transaction's
           // outcome and re-reads the committed offsets (and any state), so an ambiguous commit is
           // never produced twice and uncommitted state changes are dropped.
           await closeOwner(slot);
+          if (tookMore && !(error instanceof Stopped)) {
+            // Its later pieces were let go: fetched again from the transaction's first record.
+            logger.warn({ slot, err: error }, 'a transaction that took several pieces of its lane failed; fetching them again');
+            throw new Stopped();
+          }
           throw error;
         }
-        countBatch(metrics, work.reduce((n, w) => n + w.fresh.length, 0), outputs);
+        addCounts(metrics, counts);
       }),
     );
   };

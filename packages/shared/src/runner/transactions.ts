@@ -12,7 +12,7 @@ import { untilSuccess } from '../retry.ts';
 import { addCounts, countOutputs, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
 import type { RunnerOptions, RunningConsumer, TransformOptions } from './options.ts';
 import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
-import { errorTypes, retrying, Stopped, withTimeout } from './retry.ts';
+import { errorTypes, FENCED, isAny, REBALANCING, retrying, Stopped, withTimeout } from './retry.ts';
 
 /**
  * A producer for one owner's transactions. A slot's id is the same in every process, so a new owner
@@ -446,7 +446,8 @@ export async function runSlots<O extends SlotOwner>(
           await closeOwner(slot);
           if (tookMore && !(error instanceof Stopped)) {
             // Its later pieces were let go: fetched again from the transaction's first record.
-            logger.warn({ slot, err: error }, 'a transaction that took several pieces of its lane failed; fetching them again');
+            if (isAny(error, FENCED) || isAny(error, REBALANCING)) logger.info({ slot }, 'transaction abandoned: the partition moved to another member');
+            else logger.warn({ slot, err: error }, 'a transaction that took several pieces of its lane failed; fetching them again');
             throw new Stopped();
           }
           throw error;

@@ -122,11 +122,11 @@ export const serviceEnv = {
    */
   TRANSACTION_MAX_RECORDS: envInt(0, 10_000_000).default(0),
   /**
-   * Exactly-once stages: 0 (the default) has a transaction take what its lane queued when it
-   * starts. Above 0, a transaction takes the lane a piece at a time (TRANSACTION_MAX_RECORDS input
-   * records each, 2,000 when that is 0), sending each piece while the next is fetched, for up to
-   * this many milliseconds, then commits: memory holds a piece, not a whole transaction.
+   * Exactly-once stages: a transaction takes its lane a piece at a time (TRANSACTION_MAX_RECORDS
+   * input records each, 2,000 when that is 0), sending each piece while the next is prepared, for up
+   * to this many milliseconds or until the lane has nothing queued, then commits: memory holds a
+   * piece, not a whole transaction. 0: a transaction takes what its lane queued when it starts.
    */
-  TRANSACTION_STREAM_MS: envInt(0, 60_000).default(0),
+  TRANSACTION_STREAM_MS: envInt(0, 60_000).default(200),
 };
 export type ServiceEnv = z.infer<z.ZodObject<typeof serviceEnv>>;

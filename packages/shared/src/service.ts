@@ -16,8 +16,6 @@ export interface Stoppable {
 
 /** Docker and the design give a service 10 s after SIGTERM; leave a margin for process exit. */
 const SHUTDOWN_BUDGET_MS = 9_000;
-/** A streaming transaction's piece when TRANSACTION_MAX_RECORDS does not set one. */
-const STREAM_PIECE_RECORDS = 2_000;
 
 export function runService(name: string, start: (logger: Logger) => Promise<Stoppable>): void {
   const logger = createLogger(name);
@@ -91,7 +89,7 @@ export async function connectService(name: string, env: KafkaEnv & ServiceEnv, l
   return {
     kafka,
     metrics,
-    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, maxBytes: env.FETCH_MAX_BYTES, maxBytesPerPartition: env.FETCH_MAX_PARTITION_BYTES, slots: env.TRANSACTION_SLOTS, producerPer: env.TRANSACTIONAL_PRODUCER, commitIntervalMs: env.COMMIT_INTERVAL_MS, maxRecordsPerTransaction: env.TRANSACTION_MAX_RECORDS > 0 ? env.TRANSACTION_MAX_RECORDS : env.TRANSACTION_STREAM_MS > 0 ? STREAM_PIECE_RECORDS : Number.POSITIVE_INFINITY, transactionStreamMs: env.TRANSACTION_STREAM_MS },
+    runnerSettings: { retryMaxMs: env.RETRY_MAX_MS, fetchMinBytes: env.FETCH_MIN_BYTES, fetchMaxWaitMs: env.FETCH_MAX_WAIT_MS, maxBytes: env.FETCH_MAX_BYTES, maxBytesPerPartition: env.FETCH_MAX_PARTITION_BYTES, slots: env.TRANSACTION_SLOTS, producerPer: env.TRANSACTIONAL_PRODUCER, commitIntervalMs: env.COMMIT_INTERVAL_MS, maxRecordsPerTransaction: env.TRANSACTION_MAX_RECORDS === 0 ? Number.POSITIVE_INFINITY : env.TRANSACTION_MAX_RECORDS, transactionStreamMs: env.TRANSACTION_STREAM_MS },
     close: () => server?.close(),
   };
 }

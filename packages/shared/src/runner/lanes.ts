@@ -8,6 +8,8 @@ import type { ConsumedRecord, ProducedRecord, TopicPartition } from './records.t
 import { Stopped } from './retry.ts';
 
 const exitOnFatal = (): never => process.exit(1);
+/** A streaming transaction's piece, in input records, when maxRecordsPerTransaction does not set one. */
+export const STREAM_PIECE_RECORDS = 2_000;
 
 export function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
@@ -195,10 +197,14 @@ export function startConsumer(
     }
   };
 
+  /** processLane may take more of the lane into the transaction in hand (see RunnerOptions.transactionStreamMs). */
+  const streaming = (options.transactionStreamMs ?? 0) > 0;
   const maxRecords = options.maxRecordsPerTransaction ?? Number.POSITIVE_INFINITY;
+  /** What one take holds: a streaming transaction's piece is bounded even when a transaction is not. */
+  const takeRecords = streaming && !Number.isFinite(maxRecords) ? STREAM_PIECE_RECORDS : maxRecords;
   /** The lane's queued batches up to maxRecords records (see takeUpTo); what is left stays queued. */
   const takePending = (lane: Lane): BatchContext[] => {
-    const { taken, rest } = takeUpTo(lane.pending, maxRecords);
+    const { taken, rest } = takeUpTo(lane.pending, takeRecords);
     if (rest.length === 0) return dropPending(lane);
     lane.pending = rest;
     lane.pendingBytes = rest.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
@@ -208,8 +214,6 @@ export function startConsumer(
   };
 
   const interval = options.commitIntervalMs ?? 0;
-  /** processLane may take more of the lane into the transaction in hand (see RunnerOptions.transactionStreamMs). */
-  const streaming = (options.transactionStreamMs ?? 0) > 0;
   const drain = async (lane: Lane) => {
     while (lane.pending.length > 0 && !stopping) {
       const wait = lane.lastStart + interval - performance.now();

@@ -37,5 +37,6 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
   const onStop = async () => {
     for (const producer of producers.values()) await (await producer.catch(() => undefined))?.disconnect().catch(() => undefined);
   };
-  return startConsumer(options, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
+  // A write is not a transaction: it takes what is queued (transactionStreamMs is for the exactly-once runners).
+  return startConsumer({ ...options, transactionStreamMs: 0 }, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
 }

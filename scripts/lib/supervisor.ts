@@ -49,7 +49,8 @@ const TAIL_LINES = 50;
 
 /**
  * Why a process exited, from the last lines it wrote: its last error or fatal log line (message and
- * error), else its last line (an uncaught error's stack ends with the error's line first: that one).
+ * error), else the last plain line that names an error (an uncaught one's "Error: …" above its
+ * stack), else its last plain line.
  */
 export function lastError(lines: readonly string[]): string | undefined {
   const short = (text: string) => (text.length > 400 ? `${text.slice(0, 400)}…` : text);

@@ -207,7 +207,8 @@ export function startConsumer(
     const { taken, rest } = takeUpTo(lane.pending, takeRecords);
     if (rest.length === 0) return dropPending(lane);
     lane.pending = rest;
-    lane.pendingBytes = rest.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
+    // What was taken comes off (each record is counted once however many pieces a backlog takes).
+    lane.pendingBytes -= taken.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
     lane.room.resolve();
     lane.room = newRoom();
     return taken;

@@ -67,11 +67,6 @@ export class OutageLog {
     return this.log.failed;
   }
 
-  /** Whether any lane is failing now. */
-  get down(): boolean {
-    return this.failing.size > 0;
-  }
-
   failure(lane: object, error: unknown, retryInMs: number, context: Record<string, unknown>): void {
     this.failing.add(lane);
     this.log.failure(error, retryInMs, context);

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MetricsSnapshot } from '@tradeflow/shared';
+import { nodeOptionsFor, nodeOptionsVariable } from './node-options.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
@@ -98,8 +99,11 @@ export async function startService(name: string, options: StartOptions): Promise
   const metricsPort = await freePort();
   // SERVICE_NODE_ARGS: extra node flags for the services only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env['SERVICE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  // Its heap bounds as users run it (node-options.ts): <SERVICE>_NODE_OPTIONS from here or options.env.
+  const variable = nodeOptionsVariable(name);
+  const nodeOptions = nodeOptionsFor(name, { [variable]: process.env[variable], ...options.env });
   const child = spawn(process.execPath, [...nodeArgs, `${REPO}/services/${name}/src/main.ts`], {
-    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env },
+    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env, ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -18,6 +18,7 @@ import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { grafanaInterpolate } from '../../scripts/lib/compose/interpolate.ts';
 import { networkUnavailable } from '../../scripts/lib/compose/network.ts';
 import { loadProject, type ComposeProject } from '../../scripts/lib/compose/project.ts';
+import { nodeOptionsFor } from '../../scripts/lib/node-options.ts';
 import { Stack } from '../../scripts/lib/compose/stack.ts';
 import type { Toolchain } from '../../scripts/lib/compose/images.ts';
 import { freePort, REPO, sleep, waitFor } from '../../scripts/lib/processes.ts';
@@ -97,6 +98,10 @@ describe('docker-compose.yml, run as compose runs it', () => {
     const project = loadProject(COMPOSE_FILE, { envFile: file, shell: {} });
     expect(project.services.get('influx-writer')!.environment['INFLUX_PASSWORD']).toBe(secrets.INFLUX_PASSWORD);
     expect(project.services.get('grafana')!.environment['GF_SECURITY_ADMIN_PASSWORD']).toBe(secrets.GRAFANA_ADMIN_PASSWORD);
+    // The heap bounds run-local and the tests start the services with.
+    for (const service of ['tick-deserializer', 'influx-writer', 'order-matcher', 'fill-publisher', 'portfolio']) {
+      expect(project.services.get(service)!.environment['NODE_OPTIONS'], service).toBe(nodeOptionsFor(service, {}));
+    }
 
     const stack = stackOf(project, { profiles: ['seed'] });
     await stack.up();

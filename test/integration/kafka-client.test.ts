@@ -100,7 +100,7 @@ async function copyStage(
   commitIntervalMs: number,
   metrics: ServiceMetrics,
   group = uniqueName('it-runner'),
-  more: Partial<Pick<TransformOptions, 'transactionStreamMs' | 'maxRecordsPerTransaction' | 'handle'>> = {},
+  more: Partial<Pick<TransformOptions, 'transactionStreamMs' | 'maxRecordsPerTransaction' | 'maxBytesPerPartition' | 'handle'>> = {},
 ): Promise<RunningConsumer> {
   const consumer = await runTransform({
     kafka: stageKafka,
@@ -301,6 +301,29 @@ describe('exactly-once runner', () => {
     expect(ends).toBeGreaterThan(0);
     expect(ends).toBeLessThan(30);
     expect(produces).toBeGreaterThan(ends);
+  });
+
+  it('streaming: a lane queues a few pieces, not the backlog, before fetching waits, and the backlog is copied exactly once', async () => {
+    const metrics = new ServiceMetrics('it-runner');
+    await produceBacklog(3_000);
+    await copyStage(kafka, 0, metrics, uniqueName('it-runner'), {
+      transactionStreamMs: 200,
+      maxRecordsPerTransaction: 100,
+      // Small batches (two of the backlog's produce batches of 500 at most), so the bound in records holds the queue.
+      maxBytesPerPartition: 16 * 1024,
+      handle: async (records) => {
+        await sleep(20);
+        return records.map((r) => ({ topic: TOPICS.prices, key: r.key?.toString() ?? null, value: r.value?.toString() ?? '' }));
+      },
+    });
+    const copied = await readTopic(kafka, TOPICS.prices, 3_000);
+    expect(copied.map((r) => r.value.toString()).sort()).toEqual(Array.from({ length: 3_000 }, (_, i) => `b${i}`).sort());
+    const batchPeak = metrics.extra['batch_records_peak']!;
+    expect(batchPeak).toBeGreaterThan(0);
+    expect(batchPeak).toBeLessThanOrEqual(1_000);
+    // QUEUED_TAKES (4) pieces of 100, and the batch that crossed the bound (one partition). Bounded
+    // in bytes only, the lane would have queued the whole backlog (3,000 records of 8 bytes).
+    expect(metrics.extra['queued_records_peak']).toBeLessThanOrEqual(4 * 100 + batchPeak);
   });
 
   it('streaming: a transaction that fails in a later piece is aborted, and what it took is fetched again: nothing lost or repeated', async () => {

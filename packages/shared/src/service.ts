@@ -3,6 +3,7 @@
  * the batch in hand, commit and exit 0 within the shutdown budget. A configuration error stops
  * start-up with a message naming the variable.
  */
+import { getHeapStatistics } from 'node:v8';
 import { ConfigError, type KafkaEnv, type ServiceEnv } from './config.ts';
 import { createKafka, ensureTopics, type Kafka } from './kafka.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -19,6 +20,8 @@ const SHUTDOWN_BUDGET_MS = 9_000;
 
 export function runService(name: string, start: (logger: Logger) => Promise<Stoppable>): void {
   const logger = createLogger(name);
+  // How large its heap may grow (NODE_OPTIONS sets it: scripts/lib/node-options.ts).
+  logger.info({ heapLimitMb: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20), nodeOptions: process.env['NODE_OPTIONS'] ?? '' }, 'starting');
   let running: Stoppable | undefined;
   let stopping = false;
 

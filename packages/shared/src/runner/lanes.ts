@@ -10,6 +10,8 @@ import { Stopped } from './retry.ts';
 const exitOnFatal = (): never => process.exit(1);
 /** A streaming transaction's piece, in input records, when maxRecordsPerTransaction does not set one. */
 export const STREAM_PIECE_RECORDS = 2_000;
+/** How many takes' worth of records a lane queues before fetching waits for it. */
+export const QUEUED_TAKES = 4;
 
 export function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
@@ -119,6 +121,7 @@ export interface Lane {
   revoked: boolean;
   pending: BatchContext[];
   pendingBytes: number;
+  pendingRecords: number;
   running: Promise<void> | undefined;
   /** When it last took its pending batches (performance.now()), for commitIntervalMs. */
   lastStart: number;
@@ -172,6 +175,7 @@ export function startConsumer(
     const dropped = lane.pending;
     lane.pending = [];
     lane.pendingBytes = 0;
+    lane.pendingRecords = 0;
     lane.room.resolve();
     lane.room = newRoom();
     return dropped;
@@ -202,6 +206,8 @@ export function startConsumer(
   const maxRecords = options.maxRecordsPerTransaction ?? Number.POSITIVE_INFINITY;
   /** What one take holds: a streaming transaction's piece is bounded even when a transaction is not. */
   const takeRecords = streaming && !Number.isFinite(maxRecords) ? STREAM_PIECE_RECORDS : maxRecords;
+  /** What a lane queues before fetching waits, in records (a sink's writes take whatever is queued). */
+  const maxQueuedRecords = QUEUED_TAKES * takeRecords;
   /** The lane's queued batches up to maxRecords records (see takeUpTo); what is left stays queued. */
   const takePending = (lane: Lane): BatchContext[] => {
     const { taken, rest } = takeUpTo(lane.pending, takeRecords);
@@ -209,6 +215,7 @@ export function startConsumer(
     lane.pending = rest;
     // What was taken comes off (each record is counted once however many pieces a backlog takes).
     lane.pendingBytes -= taken.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
+    lane.pendingRecords -= taken.reduce((sum, entry) => sum + entry.records.length, 0);
     lane.room.resolve();
     lane.room = newRoom();
     return taken;
@@ -302,13 +309,18 @@ export function startConsumer(
         const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
         const key = laneOf(source);
         let lane = lanes.get(key);
-        if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, running: undefined, lastStart: -Infinity, room: newRoom() }));
+        if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, running: undefined, lastStart: -Infinity, room: newRoom() }));
         lane.pending.push({ payload, source, records, fetchedOffset: String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, highWatermark: batch.highWatermark, lane });
         lane.pendingBytes += batchBytes(records);
+        lane.pendingRecords += records.length;
+        // The most any lane queued, and the largest batch: what bounds a lane's memory (README, Memory).
+        if (lane.pendingRecords > (metrics.extra['queued_records_peak'] ?? 0)) metrics.extra['queued_records_peak'] = lane.pendingRecords;
+        if (records.length > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = records.length;
         payload.resolveOffset(batch.lastOffset());
         kick(lane);
-        // Backpressure: fetch no further while this lane has a lot queued.
-        while (lane.pendingBytes > 2 * maxBytesPerPartition && !stopping) await lane.room.promise;
+        // Backpressure: fetch no further while this lane has a lot queued (in bytes, and in records
+        // when takes are bounded: a few takes' worth keeps it busy, more only holds memory).
+        while ((lane.pendingBytes > 2 * maxBytesPerPartition || lane.pendingRecords > maxQueuedRecords) && !stopping) await lane.room.promise;
       },
     });
     logger.info({ groupId, topics }, 'consuming');

@@ -1,0 +1,27 @@
+/**
+ * The Node flags each service runs with: V8's heap bounds for the exactly-once stages of the order
+ * flow. Left to itself V8 lets a service's heap grow far above what it keeps alive (young
+ * generation up to 3 × 64 MiB, the old one as large as the machine allows): order-matcher kept
+ * about 50 MB alive and peaked at 440 MB RSS. The same flags are in docker-compose.yml
+ * (the compose parity test checks they are the same), run-local and the tests start services with
+ * them, and `<SERVICE>_NODE_OPTIONS` replaces a service's default (README, Configuration).
+ */
+
+/** The default NODE_OPTIONS of a service, or undefined: Node's own defaults. */
+export const SERVICE_NODE_OPTIONS: Readonly<Record<string, string>> = {
+  'order-matcher': '--max-old-space-size=128 --max-semi-space-size=8',
+  'fill-publisher': '--max-old-space-size=128 --max-semi-space-size=8',
+};
+
+/** The setting that replaces a service's default flags: ORDER_MATCHER_NODE_OPTIONS, … */
+export const nodeOptionsVariable = (service: string): string => `${service.toUpperCase().replace(/-/g, '_')}_NODE_OPTIONS`;
+
+/**
+ * NODE_OPTIONS for a service: its `<SERVICE>_NODE_OPTIONS` when set (empty: none), else its default,
+ * then NODE_OPTIONS from `env` (later flags win, so a user's NODE_OPTIONS still has the last word).
+ */
+export function nodeOptionsFor(service: string, env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const own = env[nodeOptionsVariable(service)] ?? SERVICE_NODE_OPTIONS[service];
+  const joined = [own, env['NODE_OPTIONS']].filter((part) => part !== undefined && part.trim() !== '').join(' ');
+  return joined === '' ? undefined : joined;
+}

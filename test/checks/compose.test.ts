@@ -44,7 +44,8 @@ describe('docker-compose.yml', () => {
   });
 
   it('sets only environment variables the services read', () => {
-    const shared = new Set([...Object.keys(kafkaEnv), ...Object.keys(influxEnv), ...Object.keys(serviceEnv)]);
+    // NODE_OPTIONS is Node's own (the heap bounds: scripts/lib/node-options.ts).
+    const shared = new Set([...Object.keys(kafkaEnv), ...Object.keys(influxEnv), ...Object.keys(serviceEnv), 'NODE_OPTIONS']);
     for (const name of SERVICE_NAMES) {
       const main = readFileSync(`${REPO}/services/${name}/src/main.ts`, 'utf8');
       for (const variable of Object.keys(services[name]!.environment ?? {})) {

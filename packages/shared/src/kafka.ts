@@ -299,8 +299,10 @@ export async function eachToEnd(
   const consumer = kafka.consumer({
     groupId: `${groupPrefix}-restore-${randomUUID()}`,
     readUncommitted: false,
-    maxBytesPerPartition: 8 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    // One fetch's records are decoded at once, each an object of a few hundred bytes: a 32 MiB
+    // fetch of positions (about 300,000) outgrew fill-publisher's heap bound (node-options.ts).
+    maxBytesPerPartition: 2 * 1024 * 1024,
+    maxBytes: 4 * 1024 * 1024,
     maxWaitTimeInMs: 100,
   });
   const pending = new Set(ends.keys());

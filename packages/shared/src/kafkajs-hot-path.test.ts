@@ -110,20 +110,3 @@ describe('kafkajs record encoding (patched)', () => {
     }
   });
 });
-
-describe('decoded records (patch)', () => {
-  const Decoder = require('kafkajs/src/protocol/decoder') as new (buffer: Buffer) => { readVarIntBytes(): Buffer };
-  const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder') as (
-    decoder: unknown,
-    context: Record<string, unknown>,
-  ) => { key: Buffer; value: Buffer; headers: Record<string, Buffer> };
-
-  it('own their key, value and header bytes: a kept record does not keep the fetch response alive', () => {
-    const record = encodeRecord({ offsetDelta: 0, timestampDelta: Long.fromValue(0), key: Buffer.from('IVE'), value: Buffer.from('{"bid":1}'), headers: { trace: 'abc' } }).buffer;
-    // The record inside a large response, as a fetch brings it.
-    const response = Buffer.concat([record, Buffer.alloc(1024 * 1024)]);
-    const decoded = decodeRecord(new Decoder(new Decoder(response).readVarIntBytes()), { firstOffset: '0', firstTimestamp: '0', magicByte: 2 });
-    expect([decoded.key.toString(), decoded.value.toString(), decoded.headers['trace']!.toString()]).toEqual(['IVE', '{"bid":1}', 'abc']);
-    for (const bytes of [decoded.key, decoded.value, decoded.headers['trace']!]) expect(bytes.buffer).not.toBe(response.buffer);
-  });
-});

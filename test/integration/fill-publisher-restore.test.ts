@@ -40,7 +40,16 @@ describe('fill-publisher restore', () => {
     expect((await first.stop('SIGTERM')).code).toBe(0);
 
     const kafka = createKafka(parseEnv(kafkaEnv, env), 'restore-test', createLogger('restore-test', 'error'));
-    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    // The topics were just created on a new broker: until each partition has its leader, a send
+    // fails with "does not host this topic-partition" (retried here, as a loaded machine needs).
+    const admin = kafka.admin();
+    await admin.connect();
+    await waitFor('the positions topic to have a leader for each partition', async () => {
+      const [topic] = (await admin.fetchTopicMetadata({ topics: [TOPICS.positions] })).topics;
+      return topic !== undefined && topic.partitions.length > 0 && topic.partitions.every((p) => p.leader >= 0) ? true : undefined;
+    }, 120_000, 500);
+    await admin.disconnect();
+    const producer = kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 30, initialRetryTime: 300, maxRetryTime: 5_000 } });
     await producer.connect();
     for (let from = 1; from <= ACCOUNTS; from += 5_000) {
       const messages = Array.from({ length: Math.min(5_000, ACCOUNTS - from + 1) }, (_, i) => {

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { MetricsSnapshot } from '@tradeflow/shared';
 import { freePort, REPO, reservePorts, sleep } from './lib/processes.ts';
-import { nodeOptionsFor } from './lib/node-options.ts';
+import { nodeOptionsEnv } from './lib/node-options.ts';
 import { statusBlock } from './lib/status.ts';
 import { Supervisor, type Supervised } from './lib/supervisor.ts';
 
@@ -77,17 +77,13 @@ process.stdout.on('error', () => undefined);
 // Everything at once, as a machine that boots starts it: the services wait for the broker and
 // InfluxDB themselves.
 const node = process.execPath;
-const nodeOptionsEnv = (name: string): Record<string, string> => {
-  const options = nodeOptionsFor(name, env);
-  return options === undefined ? {} : { NODE_OPTIONS: options };
-};
 for (const name of SERVICES) {
   const metricsPort = await freePort();
   supervisor.start({
     name,
     argv: [node, `${REPO}/services/${name}/src/main.ts`],
     // Its heap bounds (scripts/lib/node-options.ts), as compose gives them.
-    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1', PORTFOLIO_PORT: portfolioPort, ...nodeOptionsEnv(name) },
+    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1', PORTFOLIO_PORT: portfolioPort, ...nodeOptionsEnv(name, env) },
     logFile: `${logDir}/${name}.log`,
     metricsPort,
     restartOn: () => true,

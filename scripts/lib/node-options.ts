@@ -25,3 +25,9 @@ export function nodeOptionsFor(service: string, env: Readonly<Record<string, str
   const joined = [own, env['NODE_OPTIONS']].filter((part) => part !== undefined && part.trim() !== '').join(' ');
   return joined === '' ? undefined : joined;
 }
+
+/** nodeOptionsFor as the environment to spread into a service's: NODE_OPTIONS, or nothing. */
+export function nodeOptionsEnv(service: string, env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const options = nodeOptionsFor(service, env);
+  return options === undefined ? {} : { NODE_OPTIONS: options };
+}

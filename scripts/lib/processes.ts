@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MetricsSnapshot } from '@tradeflow/shared';
-import { nodeOptionsFor, nodeOptionsVariable } from './node-options.ts';
+import { nodeOptionsEnv, nodeOptionsVariable } from './node-options.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
@@ -101,9 +101,8 @@ export async function startService(name: string, options: StartOptions): Promise
   const nodeArgs = (process.env['SERVICE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
   // Its heap bounds as users run it (node-options.ts): <SERVICE>_NODE_OPTIONS from here or options.env.
   const variable = nodeOptionsVariable(name);
-  const nodeOptions = nodeOptionsFor(name, { [variable]: process.env[variable], ...options.env });
   const child = spawn(process.execPath, [...nodeArgs, `${REPO}/services/${name}/src/main.ts`], {
-    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env, ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) },
+    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env, ...nodeOptionsEnv(name, { [variable]: process.env[variable], ...options.env }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

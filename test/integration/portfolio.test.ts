@@ -4,8 +4,8 @@
  * serves the same answers without reading the topics from the beginning, and its event stream
  * sends a change as it happens.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -184,7 +184,7 @@ describe('portfolio service', () => {
     await second.process.stop('SIGTERM');
   });
 
-  it('restarted, it reads on from its checkpoint (not from the beginning) and answers as before', async () => {
+  it('restarted (on another port), it reads on from its checkpoint (not from the beginning) and answers as before', async () => {
     // Alone again after the second instance left: it holds every partition.
     await waitFor('the first instance to hold every partition', async () => ((await first.process.metrics()).extra['partitions'] === 6 ? true : undefined), 120_000, 500);
     await waitFor('its answers to be complete', async () => {
@@ -194,7 +194,10 @@ describe('portfolio service', () => {
     const before = await answersOf(first);
     expect((await first.process.stop('SIGTERM')).code).toBe(0);
 
-    const restarted = await startPortfolio(first.port);
+    // On another port: the store is found by group and host, not by port (it was kept per port,
+    // and a restart on a new one rebuilt it from the topics and left the old one on disk).
+    const restarted = await startPortfolio();
+    expect(restarted.port).not.toBe(first.port);
     await waitFor('it to hold every partition', async () => ((await restarted.process.metrics()).extra['partitions'] === 6 ? true : undefined), 120_000, 500);
     const after = await answersOf(restarted);
     for (const [taxpayer, answer] of before) expect(after.get(taxpayer)).toEqual({ ...answer, served_by: restarted.url });
@@ -204,6 +207,8 @@ describe('portfolio service', () => {
     expect(readingFrom.filter((m) => m[3] === '0' && m[1] === 'positions')).toHaveLength(0);
     await sleep(2_000);
     expect((await restarted.process.metrics()).consumed).toBe(0);
+    // The two instances' stores, and no third.
+    expect(readdirSync(storeRoot).sort()).toEqual([`${group}-${hostname()}`, `${group}-${hostname()}-2`]);
     first = restarted;
   });
 });

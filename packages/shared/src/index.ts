@@ -12,3 +12,4 @@ export * from './retry.ts';
 export * from './service.ts';
 export * from './money.ts';
 export * from './view.ts';
+export * from './store-dir.ts';

@@ -16,9 +16,9 @@
  * consistent as of an earlier flushed commit if the machine crashes; the offsets then differ and
  * the task is restored).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { claimDirectory, type ClaimedDirectory } from '@tradeflow/shared';
 import { open, TransactionFlags, type Database, type RootDatabase } from 'lmdb';
 
 /** The next offset per input topic, as the runner gives them. */
@@ -29,12 +29,12 @@ export class PositionStore {
   private readonly root: RootDatabase;
   private readonly checkpoints: Database<Record<string, string>, number>;
   private readonly tasks = new Map<number, TaskStore>();
-  private readonly lockFile: string;
+  private readonly claim: ClaimedDirectory;
 
-  private constructor(path: string, root: RootDatabase, lockFile: string) {
-    this.path = path;
+  private constructor(claim: ClaimedDirectory, root: RootDatabase) {
+    this.path = claim.path;
     this.root = root;
-    this.lockFile = lockFile;
+    this.claim = claim;
     this.checkpoints = root.openDB<Record<string, string>, number>({ name: 'checkpoints' });
   }
 
@@ -43,16 +43,14 @@ export class PositionStore {
    * when another live process on this host holds that one (two instances started side by side).
    */
   static open(dir: string, group: string, maxBytes = 64 * 1024 ** 3): PositionStore {
-    for (let n = 1; n <= 64; n++) {
-      const path = join(dir, `${group}-${hostname()}${n === 1 ? '' : `-${n}`}`);
-      const lockFile = join(path, 'owner.pid');
-      if (heldByOther(lockFile)) continue;
-      mkdirSync(path, { recursive: true });
-      writeFileSync(lockFile, `${process.pid}\n`);
-      const root = open({ path: join(path, 'lmdb'), maxDbs: 1_024, mapSize: maxBytes, compression: false });
-      return new PositionStore(path, root, lockFile);
+    const claim = claimDirectory(dir, `${group}-${hostname()}`);
+    try {
+      const root = open({ path: join(claim.path, 'lmdb'), maxDbs: 1_024, mapSize: maxBytes, compression: false });
+      return new PositionStore(claim, root);
+    } catch (error) {
+      claim.release();
+      throw error;
     }
-    throw new Error(`no free position store under ${dir}: 64 processes of group ${group} hold one`);
   }
 
   /** The store of one task (fills partition). */
@@ -67,7 +65,7 @@ export class PositionStore {
 
   async close(): Promise<void> {
     await this.root.close();
-    rmSync(this.lockFile, { force: true });
+    this.claim.release();
   }
 }
 
@@ -128,18 +126,5 @@ export class TaskStore {
   /** Accounts held (LMDB's count). */
   accounts(): number {
     return (this.positions.getStats() as { entryCount: number }).entryCount;
-  }
-}
-
-/** Whether a live process other than this one wrote the lock file. */
-function heldByOther(lockFile: string): boolean {
-  if (!existsSync(lockFile)) return false;
-  const pid = Number(readFileSync(lockFile, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

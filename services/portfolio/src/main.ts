@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
+  claimDirectory,
   clusterState,
   connectService,
   decodeMessage,
@@ -54,7 +55,7 @@ runService(SERVICE_NAME, async (logger) => {
     PORTFOLIO_HOST: z.string().default('127.0.0.1'),
     /** How other instances reach this one (announced to the group); default: http://<address>:<port>. */
     PORTFOLIO_ADVERTISED_URL: z.url({ error: 'must be a URL such as http://10.0.0.5:8090' }).optional(),
-    /** The store lives in a directory of its own under this one (per group, host and port). */
+    /** The store lives in a directory of its own under this one (per group and host, and instance on the host). */
     PORTFOLIO_STORE_DIR: z.string().min(1).default(join(process.cwd(), '.local', 'portfolio')),
     PORTFOLIO_RECENT_FILLS: envInt(1, 1_000).default(50),
     /** Without a checkpoint: how many of the last fills of a partition to read for recent fills. */
@@ -63,7 +64,10 @@ runService(SERVICE_NAME, async (logger) => {
     PORTFOLIO_PRICES_RESTORE: envInt(0, 100_000_000).default(20_000),
   });
   const self = env.PORTFOLIO_ADVERTISED_URL?.replace(/\/$/, '') ?? `http://${defaultAddress(env.PORTFOLIO_HOST)}:${env.PORTFOLIO_PORT}`;
-  const storeDir = join(env.PORTFOLIO_STORE_DIR, `${env.GROUP_ID}-${hostname()}-${env.PORTFOLIO_PORT}`);
+  // `<group>-<host>`, or `-2`, `-3`… while another live instance on this host holds it: the same
+  // directory at every restart, whichever port it serves on.
+  const claim = claimDirectory(env.PORTFOLIO_STORE_DIR, `${env.GROUP_ID}-${hostname()}`);
+  const storeDir = join(claim.path, 'lmdb');
   let store: PortfolioStore;
   try {
     store = PortfolioStore.open({ path: storeDir, recentFills: env.PORTFOLIO_RECENT_FILLS });
@@ -174,6 +178,7 @@ runService(SERVICE_NAME, async (logger) => {
       server.close();
       await Promise.all([view?.stop(), prices.stop()]);
       await store.close();
+      claim.release();
       close();
     },
   };

@@ -25,7 +25,10 @@ import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
-import { REPO, runScript, sleep, startService, type ServiceProcess } from './lib/processes.ts';
+import { endChildrenOnSignals, ownChild, REPO, runScript, sleep, startService, type ServiceProcess } from './lib/processes.ts';
+
+// Ctrl-C or kill ends the services and feeds it started too.
+endChildrenOnSignals();
 
 const { values } = parseArgs({
   options: {
@@ -94,12 +97,10 @@ const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
 const serviceNodeOptions = process.env['SERVICE_NODE_OPTIONS'];
 const run = `bench-${Date.now()}`;
 const deserializer = await startService('tick-deserializer', { env: { ...baseEnv, GROUP_ID: `${run}-d` } });
-const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '1000000000', '--rate', values['tick-rate'], '--quiet'], {
+const ticks = ownChild(spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '1000000000', '--rate', values['tick-rate'], '--quiet'], {
   env: { ...baseEnv, LOG_LEVEL: 'error' },
   stdio: 'ignore',
-});
-// The endless tick feed ends with this process, however it ends (a failed run too).
-process.once('exit', () => ticks.kill('SIGKILL'));
+}));
 if (deserializer.child.pid !== undefined) cpuPids.set('tick-deserializer', deserializer.child.pid);
 if (ticks.pid !== undefined) cpuPids.set('tick feed', ticks.pid);
 cpuPids.set('benchmark reader', process.pid);

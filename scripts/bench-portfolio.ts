@@ -23,8 +23,11 @@ import { createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOP
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
 import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
-import { freePort, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
+import { endChildrenOnSignals, freePort, ownChild, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
 import { fmt, mb, memoryPeaks, Report } from './lib/report.ts';
+
+// Ctrl-C or kill ends the services and feeds it started too.
+endChildrenOnSignals();
 
 const { values } = parseArgs({
   options: {
@@ -103,7 +106,7 @@ if (PARTS.has('latency')) {
   const port = await freePort();
   const portfolio = await startPortfolio(`${group}-p`, port);
   const api = `http://127.0.0.1:${port}`;
-  const ticks = spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '100000000', '--rate', '500', '--quiet'], { env: baseEnv, stdio: 'ignore' });
+  const ticks = ownChild(spawn(process.execPath, [`${REPO}/scripts/queue-ticks.ts`, '--count', '100000000', '--rate', '500', '--quiet'], { env: baseEnv, stdio: 'ignore' }));
   await sleep(3_000);
   // Watched accounts: their event streams say when a fill is in the API (its recent fills, and
   // its position); a read-committed consumer of fills says when each was committed.
@@ -215,7 +218,7 @@ if (PARTS.has('http')) {
     const script = join(storeRoot, 'random-accounts.lua');
     writeFileSync(script, `math.randomseed(os.time())\nrequest = function() return wrk.format("GET", "/accounts/" .. math.random(1, ${accounts})) end\n`);
     const out = await new Promise<string>((resolve) => {
-      const child = spawn(wrk, ['-t2', `-c${values.connections}`, `-d${values['http-seconds']}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = ownChild(spawn(wrk, ['-t2', `-c${values.connections}`, `-d${values['http-seconds']}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] }));
       let text = '';
       child.stdout.on('data', (c: Buffer) => (text += c.toString()));
       child.once('exit', () => resolve(text));
@@ -328,7 +331,7 @@ if (PARTS.has('reconcile')) {
   const held = await topicEndOffsets(kafka, TOPICS.fills);
   // One reading thread, then one per CPU (the default), over the same topic.
   for (const workers of [...new Set([1, availableParallelism()])]) {
-    const child = spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: { ...baseEnv, RECONCILE_WORKERS: String(workers) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = ownChild(spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: { ...baseEnv, RECONCILE_WORKERS: String(workers) }, stdio: ['ignore', 'pipe', 'inherit'] }));
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     await new Promise((resolve) => child.once('exit', resolve));

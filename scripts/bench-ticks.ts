@@ -15,8 +15,11 @@ import { parseTick } from '../services/tick-deserializer/src/deserialize.ts';
 import { encodePrice } from '../services/influx-writer/src/points.ts';
 import { fmt, mb, Report } from './lib/report.ts';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
-import { runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
+import { endChildrenOnSignals, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
 import { generateTicks } from './lib/ticks.ts';
+
+// Ctrl-C or kill ends the services and feeds it started too.
+endChildrenOnSignals();
 
 const { values } = parseArgs({
   options: {

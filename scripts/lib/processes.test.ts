@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -40,5 +41,51 @@ describe('freePort', () => {
     expect(new Set(ports).size).toBe(ports.length);
     expect(ports).not.toContain(reserved);
     expect(ports).not.toContain(reserved + 2);
+  });
+});
+
+describe('endChildrenOnSignals', () => {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it.each([['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]] as const)('%s to a benchmark ends it and the child it started (kill <pid> left them running)', async (signal, code) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tradeflow-signals-'));
+    dirs.push(dir);
+    const script = join(dir, 'bench.ts');
+    writeFileSync(
+      script,
+      [
+        `import { spawn } from 'node:child_process';`,
+        `import { endChildrenOnSignals, ownChild } from ${JSON.stringify(join(import.meta.dirname, 'processes.ts'))};`,
+        `endChildrenOnSignals();`,
+        `const feed = ownChild(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }));`,
+        `process.stdout.write(feed.pid + '\\n');`,
+        `setInterval(() => {}, 1000);`,
+      ].join('\n'),
+    );
+    const bench = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    bench.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const feedPid = await new Promise<number>((resolve, reject) => {
+      bench.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.endsWith('\n')) resolve(Number(out.trim()));
+      });
+      bench.once('exit', () => reject(new Error(`the script exited first: ${err}`)));
+    });
+    expect(alive(feedPid)).toBe(true);
+    const exited = new Promise<number | null>((resolve) => bench.once('exit', resolve));
+    // Only the script gets the signal, as `kill <pid>` does (a Ctrl-C reaches the whole group).
+    bench.kill(signal);
+    expect(await exited).toBe(code);
+    expect(err).toContain(`${signal}: stopping the 1 processes this one started`);
+    await expect.poll(() => alive(feedPid), { timeout: 30_000 }).toBe(false);
   });
 });

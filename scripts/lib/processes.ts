@@ -36,6 +36,29 @@ process.once('exit', () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
+/** A child of the caller's own (a feed, a load generator) that must not outlive this process either. */
+export function ownChild<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/**
+ * For a script run by hand (a benchmark): SIGINT, SIGTERM or SIGHUP end it and every child it
+ * started. Node ends a process on those signals without its 'exit' handlers, so `kill <pid>` (or a
+ * Ctrl-C that reached only this process) left its services and feeds running. Not for run-local,
+ * which stops its services gracefully itself, nor for tests (the runner handles its signals).
+ */
+export function endChildrenOnSignals(): void {
+  const codes = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
+  for (const [signal, code] of Object.entries(codes)) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping the ${children.size} processes this one started\n`);
+      process.exit(code);
+    });
+  }
+}
+
 /** Scripts started by runScript that are still running. */
 const scripts = new Set<ChildProcess>();
 

@@ -1,5 +1,6 @@
 # One image for every service and seed script: Node 24 runs the TypeScript sources directly
-# (type stripping), so there is no build step. Pick the program with the command, e.g.
+# (type stripping), so there is no build step beyond filling Node's compile cache. Pick the
+# program with the command, e.g.
 #   docker run IMAGE services/tick-deserializer/src/main.ts
 FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
@@ -15,7 +16,9 @@ COPY services/portfolio/package.json services/portfolio/
 RUN pnpm install --frozen-lockfile --prod --ignore-scripts
 
 FROM node:24.21.0-bookworm-slim
-ENV NODE_ENV=production METRICS_HOST=0.0.0.0 METRICS_PORT=9100
+# NODE_COMPILE_CACHE: every service's TypeScript stripped and compiled at build time, so a service
+# never loads the type stripper (about 25 MB of RSS less: scripts/warm-compile-cache.ts).
+ENV NODE_ENV=production METRICS_HOST=0.0.0.0 METRICS_PORT=9100 NODE_COMPILE_CACHE=/var/cache/tradeflow/node-compile-cache
 WORKDIR /app
 COPY --from=deps /app /app
 COPY packages packages
@@ -23,6 +26,7 @@ COPY services services
 COPY scripts scripts
 # The portfolio service's store (a volume in docker-compose), writable by the service's user.
 RUN mkdir -p /var/lib/tradeflow && chown node:node /var/lib/tradeflow
+RUN node scripts/warm-compile-cache.ts && chown -R node:node /var/cache/tradeflow
 USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + (process.env.METRICS_PORT || 9100) + '/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"

@@ -11,3 +11,6 @@ if [ -n "${CI:-}" ]; then
 else
   pnpm install --reporter=append-only >&2
 fi
+# Every service's modules stripped and compiled once, into Node's compile cache (about 25 MB of RSS
+# less per service: scripts/warm-compile-cache.ts).
+node scripts/warm-compile-cache.ts

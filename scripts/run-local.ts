@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { MetricsSnapshot } from '@tradeflow/shared';
 import { freePort, REPO, reservePorts, sleep } from './lib/processes.ts';
-import { nodeOptionsEnv } from './lib/node-options.ts';
+import { serviceNodeEnv } from './lib/node-options.ts';
 import { statusBlock } from './lib/status.ts';
 import { Supervisor, type Supervised } from './lib/supervisor.ts';
 
@@ -83,7 +83,7 @@ for (const name of SERVICES) {
     name,
     argv: [node, `${REPO}/services/${name}/src/main.ts`],
     // Its heap bounds (scripts/lib/node-options.ts), as compose gives them.
-    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1', PORTFOLIO_PORT: portfolioPort, ...nodeOptionsEnv(name, env) },
+    env: { ...env, METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1', PORTFOLIO_PORT: portfolioPort, ...serviceNodeEnv(name, env) },
     logFile: `${logDir}/${name}.log`,
     metricsPort,
     restartOn: () => true,

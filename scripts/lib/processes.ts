@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MetricsSnapshot } from '@tradeflow/shared';
-import { nodeOptionsEnv, nodeOptionsVariable } from './node-options.ts';
+import { nodeOptionsVariable, serviceNodeEnv } from './node-options.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 
@@ -125,7 +125,7 @@ export async function startService(name: string, options: StartOptions): Promise
   // Its heap bounds as users run it (node-options.ts): <SERVICE>_NODE_OPTIONS from here or options.env.
   const variable = nodeOptionsVariable(name);
   const child = spawn(process.execPath, [...nodeArgs, `${REPO}/services/${name}/src/main.ts`], {
-    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env, ...nodeOptionsEnv(name, { [variable]: process.env[variable], ...options.env }) },
+    env: { PATH: process.env['PATH'] ?? '', METRICS_PORT: String(metricsPort), ...options.env, ...serviceNodeEnv(name, { [variable]: process.env[variable], NODE_COMPILE_CACHE: process.env['NODE_COMPILE_CACHE'], ...options.env }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -67,6 +67,10 @@ beforeAll(() => {
   // The packages are in the store already (the test command installed them), so nothing is fetched.
   execFileSync('pnpm', [...args, '--offline'], { cwd: app, stdio: 'pipe', env: { ...process.env, NODE_ENV: 'production', CI: 'true' } });
   for (const copy of final!.copies) copyInto(app, copy);
+  // The final stage's compile-cache step, into a directory of the copy (the image's is under /var/cache).
+  const warm = final!.runs.find((run) => run.startsWith('node scripts/warm-compile-cache.ts'));
+  expect(warm, 'the final stage fills the compile cache').toBeDefined();
+  execFileSync(process.execPath, ['scripts/warm-compile-cache.ts'], { cwd: app, stdio: 'pipe', env: { PATH: process.env['PATH'] ?? '', NODE_COMPILE_CACHE: join(app, '.compile-cache') } });
 }, 120_000);
 
 afterAll(() => {
@@ -106,6 +110,22 @@ describe('the image built from the Dockerfile', () => {
       // Each stops at its first check of the environment (check-settings' is the passwords).
       expect(output, program).toContain(program === 'scripts/check-settings.ts' ? 'INFLUX_ADMIN_PASSWORD is empty' : 'TOPIC_PARTITIONS');
       expect(run.status, program).not.toBe(0);
+    }
+  }, 120_000);
+
+  it("starts every service from the compile cache its build filled (no TypeScript stripped at run time)", () => {
+    const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^ENV .*NODE_COMPILE_CACHE=\/var\/cache\/tradeflow\/node-compile-cache/m);
+    for (const program of programs.filter((p) => p.startsWith('services/'))) {
+      const run = spawnSync(process.execPath, [program], {
+        cwd: app,
+        env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', TOPIC_PARTITIONS: '0', NODE_COMPILE_CACHE: join(app, '.compile-cache'), NODE_DEBUG_NATIVE: 'COMPILE_CACHE' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      const log = `${run.stdout}${run.stderr}`;
+      expect(log, program).toContain(`retrieving transpile cache for StrippedTypeScript file://${join(app, program)}...success`);
+      expect(log.split('\n').filter((line) => line.includes('(StrippedTypeScript)') && line.includes('Creating')), program).toEqual([]);
     }
   }, 120_000);
 });

@@ -10,7 +10,9 @@ describe('nodeOptionsFor', () => {
   it('gives a service its default heap bounds, and none to a service without', () => {
     expect(nodeOptionsFor('order-matcher', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
     expect(nodeOptionsFor('fill-publisher', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
-    expect(nodeOptionsFor('tick-deserializer', {})).toBeUndefined();
+    expect(nodeOptionsFor('tick-deserializer', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
+    expect(nodeOptionsFor('influx-writer', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
+    expect(nodeOptionsFor('portfolio', {})).toBeUndefined();
   });
 
   it('lets <SERVICE>_NODE_OPTIONS replace the default (empty: none) and NODE_OPTIONS come last', () => {

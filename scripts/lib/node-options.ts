@@ -1,6 +1,6 @@
 /**
- * The Node flags each service runs with: V8's heap bounds for the exactly-once stages of the order
- * flow. Left to itself V8 lets a service's heap grow far above what it keeps alive (young
+ * The Node flags each service runs with: V8's heap bounds for the stages of the tick path and the
+ * order flow (the portfolio service holds its accounts in LMDB and keeps Node's defaults). Left to itself V8 lets a service's heap grow far above what it keeps alive (young
  * generation up to 3 × 64 MiB, the old one as large as the machine allows): order-matcher kept
  * about 50 MB alive and peaked at 440 MB RSS. The same flags are in docker-compose.yml
  * (the compose parity test checks they are the same), run-local and the tests start services with
@@ -14,6 +14,8 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
 
 /** The default NODE_OPTIONS of a service, or undefined: Node's own defaults. */
 export const SERVICE_NODE_OPTIONS: Readonly<Record<string, string>> = {
+  'tick-deserializer': '--max-old-space-size=128 --max-semi-space-size=8',
+  'influx-writer': '--max-old-space-size=128 --max-semi-space-size=8',
   'order-matcher': '--max-old-space-size=128 --max-semi-space-size=8',
   'fill-publisher': '--max-old-space-size=128 --max-semi-space-size=8',
 };

@@ -1,6 +1,7 @@
 /**
  * The Node flags each service runs with: V8's heap bounds for the stages of the tick path and the
- * order flow (the portfolio service holds its accounts in LMDB and keeps Node's defaults). Left to itself V8 lets a service's heap grow far above what it keeps alive (young
+ * order flow (the portfolio service holds its accounts in LMDB and keeps Node's defaults). Left
+ * to itself V8 lets a service's heap grow far above what it keeps alive (young
  * generation up to 3 × 64 MiB, the old one as large as the machine allows): order-matcher kept
  * about 50 MB alive and peaked at 440 MB RSS. The same flags are in docker-compose.yml
  * (the compose parity test checks they are the same), run-local and the tests start services with

@@ -184,7 +184,7 @@ function expect(phase: string, seed: number, count: number): number {
 async function peak(service: ServiceProcess): Promise<[string, string]> {
   const m = await service.metrics();
   const p = m.memoryPeaks;
-  return [mb(m.peakRssBytes), `heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
+  return [mb(m.peakRssBytes), `its own ${mb(p.anonymousRssBytes)} (the rest mapped files); heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
 }
 
 /**

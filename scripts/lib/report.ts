@@ -1,3 +1,4 @@
+import type { MemoryPeaks } from '@tradeflow/shared';
 /** Benchmark figures: each is echoed as it is measured, and all are printed as a table at the end. */
 export class Report {
   private readonly rows: [string, string, string][] = [];
@@ -19,5 +20,5 @@ export const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 export const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
 
 /** What a service's peak RSS is made of: the peaks of its heap (used, reserved) and of what it holds outside the heap. */
-export const memoryPeaks = (m: { readonly peakRssBytes: number; readonly memoryPeaks: { readonly heapUsedBytes: number; readonly heapTotalBytes: number; readonly externalBytes: number; readonly arrayBuffersBytes: number } }) =>
-  `peak RSS ${mb(m.peakRssBytes)} (heap used ${mb(m.memoryPeaks.heapUsedBytes)} of ${mb(m.memoryPeaks.heapTotalBytes)}, outside the heap ${mb(m.memoryPeaks.externalBytes)}, buffers ${mb(m.memoryPeaks.arrayBuffersBytes)})`;
+export const memoryPeaks = (m: { readonly peakRssBytes: number; readonly memoryPeaks: MemoryPeaks }) =>
+  `peak RSS ${mb(m.peakRssBytes)} (its own ${mb(m.memoryPeaks.anonymousRssBytes)}, the rest mapped files; heap used ${mb(m.memoryPeaks.heapUsedBytes)} of ${mb(m.memoryPeaks.heapTotalBytes)}, outside the heap ${mb(m.memoryPeaks.externalBytes)}, buffers ${mb(m.memoryPeaks.arrayBuffersBytes)})`;

@@ -38,3 +38,16 @@ async function freeOne(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+describe('ServiceMetrics memory peaks', () => {
+  it("counts the process's own memory (RssAnon) apart from mapped files, and keeps its peak", async () => {
+    const metrics = new ServiceMetrics('test');
+    const before = metrics.snapshot().memoryPeaks.anonymousRssBytes;
+    expect(before).toBeGreaterThan(0);
+    expect(before).toBeLessThanOrEqual(metrics.snapshot().peakRssBytes);
+    // 64 MiB written (so resident), anonymous memory of this process.
+    const held = Buffer.alloc(64 * 1024 * 1024, 1);
+    await expect.poll(() => metrics.snapshot().memoryPeaks.anonymousRssBytes, { timeout: 30_000 }).toBeGreaterThanOrEqual(before + 60 * 1024 * 1024);
+    expect(held[held.length - 1]).toBe(1);
+  });
+});

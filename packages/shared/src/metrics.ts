@@ -2,6 +2,7 @@
  * Counters every service keeps, served as JSON on /metrics (and /health) so that the local status
  * view, health checks and benchmarks read the same numbers.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from './logger.ts';
 
@@ -40,6 +41,24 @@ export interface MemoryPeaks {
   /** Memory of Buffers and other objects held outside V8's heap (arrayBuffers is part of it). */
   externalBytes: number;
   arrayBuffersBytes: number;
+  /**
+   * The RSS that is the process's own (Linux's RssAnon), at its peak: the rest is pages of mapped
+   * files (an LMDB store's, the code's), which the kernel can drop and read again. 0 where
+   * /proc/self/status is not there.
+   */
+  anonymousRssBytes: number;
+}
+
+/** RssAnon of /proc/self/status, in bytes; undefined where there is no such file (not Linux). */
+function anonymousRss(): number | undefined {
+  let status: string;
+  try {
+    status = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = /^RssAnon:\s+(\d+) kB$/m.exec(status)?.[1];
+  return kb === undefined ? undefined : Number(kb) * 1024;
 }
 
 const MEMORY_SAMPLE_MS = 500;
@@ -80,7 +99,7 @@ export class ServiceMetrics {
   private readonly lagByPartition = new Map<string, number>();
   private readonly startedAt = Date.now();
   private peakRss = 0;
-  private readonly memoryPeaks: MemoryPeaks = { heapUsedBytes: 0, heapTotalBytes: 0, externalBytes: 0, arrayBuffersBytes: 0 };
+  private readonly memoryPeaks: MemoryPeaks = { heapUsedBytes: 0, heapTotalBytes: 0, externalBytes: 0, arrayBuffersBytes: 0, anonymousRssBytes: 0 };
   private readonly timingWindows = new Map<string, TimingWindow>();
 
   constructor(service: string) {
@@ -97,6 +116,7 @@ export class ServiceMetrics {
     peaks.externalBytes = Math.max(peaks.externalBytes, m.external);
     peaks.arrayBuffersBytes = Math.max(peaks.arrayBuffersBytes, m.arrayBuffers);
     this.peakRss = Math.max(this.peakRss, m.rss);
+    peaks.anonymousRssBytes = Math.max(peaks.anonymousRssBytes, anonymousRss() ?? 0);
   }
 
   /** Records how long one `what` took. */

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
 import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
-import { fmt, mb, Report } from './lib/report.ts';
+import { fmt, peakMemory, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
 import { endChildrenOnSignals, ownChild, REPO, runScript, sleep, startService, type ServiceProcess } from './lib/processes.ts';
@@ -182,9 +182,7 @@ function expect(phase: string, seed: number, count: number): number {
 
 /** Peak RSS, and the peaks of what it is made of. */
 async function peak(service: ServiceProcess): Promise<[string, string]> {
-  const m = await service.metrics();
-  const p = m.memoryPeaks;
-  return [mb(m.peakRssBytes), `its own ${mb(p.anonymousRssBytes)} (the rest mapped files); heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
+  return peakMemory(await service.metrics());
 }
 
 /**

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { createKafka, createLogger, InfluxClient, kafkaEnv, parseEnv, quoteIdentifier, TOPICS, type ConsumedRecord } from '@tradeflow/shared';
 import { parseTick } from '../services/tick-deserializer/src/deserialize.ts';
 import { encodePrice } from '../services/influx-writer/src/points.ts';
-import { fmt, mb, Report } from './lib/report.ts';
+import { fmt, peakMemory, Report } from './lib/report.ts';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { endChildrenOnSignals, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
 import { generateTicks } from './lib/ticks.ts';
@@ -74,10 +74,9 @@ if (PARTS.has('validate')) {
   report('bid_ask line encoding (decode + Point)', `${fmt(encodeRounds[2]!)} points/s per core`, 'median of 5 rounds');
 }
 
-/** Peak RSS, and the part of it that is the process's own (the rest: pages of mapped files). */
+/** Peak RSS, and what it is made of. */
 async function peakRss(service: ServiceProcess): Promise<[string, string]> {
-  const m = await service.metrics();
-  return [mb(m.peakRssBytes), `its own ${mb(m.memoryPeaks.anonymousRssBytes)} (the rest mapped files)`];
+  return peakMemory(await service.metrics());
 }
 
 // 2. tick-deserializer through Kafka: drain a backlog.

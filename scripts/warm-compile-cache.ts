@@ -14,10 +14,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { compileCacheDir } from './lib/node-options.ts';
+import { REPO } from './lib/repo.ts';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 const dir = compileCacheDir(process.env);
 const services = readdirSync(join(REPO, 'services')).sort();
 

@@ -9,9 +9,7 @@
  * And where their compile cache lives.
  */
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+import { REPO } from './repo.ts';
 
 /** The default NODE_OPTIONS of a service, or undefined: Node's own defaults. */
 export const SERVICE_NODE_OPTIONS: Readonly<Record<string, string>> = {

@@ -19,6 +19,19 @@ export class Report {
 export const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 export const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
 
-/** What a service's peak RSS is made of: the peaks of its heap (used, reserved) and of what it holds outside the heap. */
-export const memoryPeaks = (m: { readonly peakRssBytes: number; readonly memoryPeaks: MemoryPeaks }) =>
-  `peak RSS ${mb(m.peakRssBytes)} (its own ${mb(m.memoryPeaks.anonymousRssBytes)}, the rest mapped files; heap used ${mb(m.memoryPeaks.heapUsedBytes)} of ${mb(m.memoryPeaks.heapTotalBytes)}, outside the heap ${mb(m.memoryPeaks.externalBytes)}, buffers ${mb(m.memoryPeaks.arrayBuffersBytes)})`;
+type Memory = { readonly peakRssBytes: number; readonly memoryPeaks: MemoryPeaks };
+
+/**
+ * A service's peak RSS as a figure and what it is made of as its note: the part that is its own
+ * (the rest: mapped files), the peaks of its heap (used, reserved) and of what it holds outside it.
+ */
+export const peakMemory = (m: Memory): [string, string] => {
+  const p = m.memoryPeaks;
+  return [mb(m.peakRssBytes), `its own ${mb(p.anonymousRssBytes)} (the rest mapped files); heap used ${mb(p.heapUsedBytes)} of ${mb(p.heapTotalBytes)}, outside the heap ${mb(p.externalBytes)} (buffers ${mb(p.arrayBuffersBytes)})`];
+};
+
+/** peakMemory as one phrase. */
+export const memoryPeaks = (m: Memory) => {
+  const [figure, note] = peakMemory(m);
+  return `peak RSS ${figure} (${note})`;
+};

@@ -8,7 +8,8 @@
  *      from the compacted topic (time, peak RSS), then a restart from the checkpoint (time until
  *      it serves again, RSS), and fill-publisher's restore of the same positions into its store and
  *      its restart from that store (time, peak RSS);
- *   4. reconcile's fills/s over --reconcile-fills fills.
+ *   4. reconcile's fills/s over --reconcile-fills fills, with each reader (the Kafka client's
+ *      consumer and the lean reader) and 1 and one per CPU reading threads.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
  *   node scripts/bench-portfolio.ts [--parts latency,http,accounts,reconcile] [--rate 2000] [--seconds 30]
  *     [--accounts 1000000,10000000] [--connections 50] [--reconcile-fills 2000000]
@@ -329,14 +330,15 @@ if (PARTS.has('reconcile')) {
   await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
   await runScript('queue-fills.ts', ['--count', String(count), '--accounts', '100000', '--seed', '6', '--quiet'], { LOG_LEVEL: 'error' });
   const held = await topicEndOffsets(kafka, TOPICS.fills);
-  // One reading thread, then one per CPU (the default), over the same topic.
-  for (const workers of [...new Set([1, availableParallelism()])]) {
-    const child = ownChild(spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: { ...baseEnv, RECONCILE_WORKERS: String(workers) }, stdio: ['ignore', 'pipe', 'inherit'] }));
+  // Each reader (the Kafka client's consumer, then the lean reader, the default) with one reading
+  // thread, then one per CPU (the default), over the same topic.
+  for (const [reader, workers] of (['kafkajs', 'wire'] as const).flatMap((r) => [...new Set([1, availableParallelism()])].map((w) => [r, w] as const))) {
+    const child = ownChild(spawn(process.execPath, [`${REPO}/scripts/reconcile.ts`, '--no-influx'], { env: { ...baseEnv, RECONCILE_WORKERS: String(workers), RECONCILE_READER: reader }, stdio: ['ignore', 'pipe', 'inherit'] }));
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     await new Promise((resolve) => child.once('exit', resolve));
     const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s; ([\d,]+)\/s from the first/.exec(out);
-    report(`reconcile, ${workers} reading thread${workers === 1 ? '' : 's'} (fills topic, no InfluxDB)`, line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
+    report(`reconcile, ${reader === 'wire' ? 'lean reader' : 'Kafka client'}, ${workers} reading thread${workers === 1 ? '' : 's'} (fills topic, no InfluxDB)`, line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
   }
 }
 

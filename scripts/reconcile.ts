@@ -7,7 +7,9 @@
  * TIME: ISO 8601 or epoch seconds. With a range, positions are not compared (a snapshot sums the
  * whole history). Reads KAFKA_BROKERS and INFLUX_URL, INFLUX_DB, INFLUX_USERNAME, INFLUX_PASSWORD;
  * RECONCILE_FETCH_BYTES (16 MiB) is how much of a partition one fetch brings; RECONCILE_WORKERS
- * (the CPUs) how many threads read, each its share of the partitions.
+ * (the CPUs) how many threads read, each its share of the partitions; RECONCILE_READER `wire` (the
+ * default: the lean reader of committed records, packages/shared/src/wire) or `kafkajs` (the Kafka
+ * client's consumer; used anyway for a cluster that needs SASL).
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -27,7 +29,7 @@ import {
   type Kafka,
 } from '@tradeflow/shared';
 import { comparePositions, describeDifference, differencesWithInflux, type Difference, type StoredFill } from './lib/reconcile.ts';
-import { mergeReadings, readFillRanges, shareOut, type PartitionRange, type Reading, type Window } from './lib/reconcile-read.ts';
+import { fillSource, mergeReadings, readFillRanges, shareOut, type PartitionRange, type Reading, type Window } from './lib/reconcile-read.ts';
 
 const { values } = parseArgs({
   options: { from: { type: 'string' }, to: { type: 'string' }, 'no-influx': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
@@ -49,6 +51,17 @@ function time(name: string, text: string | undefined): number | undefined {
 const from = time('from', values.from);
 const to = time('to', values.to);
 const env = parseEnv({ ...kafkaEnv, ...influxEnv });
+const readerName = process.env['RECONCILE_READER'] ?? 'wire';
+if (readerName !== 'wire' && readerName !== 'kafkajs') {
+  process.stderr.write(`reconcile: RECONCILE_READER=${readerName}: must be wire or kafkajs\n`);
+  process.exit(2);
+}
+const reader: 'wire' | 'kafkajs' = readerName;
+const fetchBytes = Number(process.env['RECONCILE_FETCH_BYTES'] ?? 16 * 1024 * 1024);
+if (!Number.isSafeInteger(fetchBytes) || fetchBytes < 1024 || fetchBytes > 2 ** 31 - 1) {
+  process.stderr.write(`reconcile: RECONCILE_FETCH_BYTES=${process.env['RECONCILE_FETCH_BYTES']}: must be a whole number of bytes from 1024 to 2147483647\n`);
+  process.exit(2);
+}
 const logger = createLogger('reconcile', process.env['LOG_LEVEL'] ?? 'error');
 const kafka = createKafka(env, 'reconcile', logger);
 const started = performance.now();
@@ -115,9 +128,9 @@ async function storedExtent(influx: InfluxClient): Promise<{ first: number; last
 }
 
 /** readFillRanges in a worker thread (reconcile-worker.ts). */
-function inWorker(index: number, ranges: readonly PartitionRange[], window: Window, stored: readonly StoredFill[] | undefined, fetchBytes: number, onProgress: (read: number) => void): Promise<Reading> {
+function inWorker(index: number, ranges: readonly PartitionRange[], window: Window, stored: readonly StoredFill[] | undefined, onProgress: (read: number) => void): Promise<Reading> {
   const worker = new Worker(new URL('./lib/reconcile-worker.ts', import.meta.url), {
-    workerData: { ranges, window, stored, fetchBytes, logLevel: process.env['LOG_LEVEL'] ?? 'error', index },
+    workerData: { ranges, window, stored, fetchBytes, reader, logLevel: process.env['LOG_LEVEL'] ?? 'error', index },
   });
   return new Promise((resolve, reject) => {
     let reading: Reading | undefined;
@@ -142,7 +155,6 @@ async function main(): Promise<number> {
   }
   const influxPoints = stored?.length ?? 0;
 
-  const fetchBytes = Number(process.env['RECONCILE_FETCH_BYTES'] ?? 16 * 1024 * 1024);
   const ranges = [...offsets].map(([partition, r]) => ({ partition, ...r })).filter((r) => r.end > r.start);
   const workers = Math.max(1, Math.min(Number(process.env['RECONCILE_WORKERS'] ?? availableParallelism()), ranges.length));
   const shares = shareOut(ranges, workers);
@@ -161,8 +173,8 @@ async function main(): Promise<number> {
   const readings = await Promise.all(
     shares.map((share, i) =>
       workers === 1
-        ? readFillRanges(kafka, share, window, stored === undefined ? undefined : storedShares[i], fetchBytes, onProgress(i))
-        : inWorker(i, share, window, stored === undefined ? undefined : storedShares[i]!, fetchBytes, onProgress(i)),
+        ? readFillRanges(fillSource(reader, env, () => kafka, fetchBytes), share, window, stored === undefined ? undefined : storedShares[i], onProgress(i))
+        : inWorker(i, share, window, stored === undefined ? undefined : storedShares[i]!, onProgress(i)),
     ),
   );
   const reading = mergeReadings(readings);

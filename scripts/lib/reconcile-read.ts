@@ -5,8 +5,21 @@
  * they find (mergeReadings); the comparison itself is in reconcile.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { fixedAssigner, TOPICS, type Kafka } from '@tradeflow/shared';
-import { addExact, InfluxComparison, readFill, Recomputation, type Difference, type Recomputed, type StoredFill } from './reconcile.ts';
+import { committedReaderOptions, fixedAssigner, readCommitted, TOPICS, type CommittedReaderOptions, type Kafka, type KafkaEnv } from '@tradeflow/shared';
+import { addExact, InfluxComparison, readFill, readFillText, Recomputation, type Difference, type ReconciledFill, type Recomputed, type StoredFill } from './reconcile.ts';
+
+/**
+ * Where fills are read from: the lean reader of committed records (the default: Fetch requests on
+ * its own connections, records decoded in place) or the Kafka client's consumer (a cluster that
+ * needs SASL; RECONCILE_READER=kafkajs).
+ */
+export type FillSource = { readonly reader: 'wire'; readonly options: CommittedReaderOptions } | { readonly reader: 'kafkajs'; readonly kafka: Kafka; readonly fetchBytes: number };
+
+/** The source asked for; the Kafka client's for a cluster that needs SASL, which the lean reader does not speak. */
+export function fillSource(reader: 'wire' | 'kafkajs', env: KafkaEnv, kafka: () => Kafka, fetchBytes: number): FillSource {
+  const options = reader === 'wire' ? committedReaderOptions(env, 'reconcile', fetchBytes) : undefined;
+  return options !== undefined ? { reader: 'wire', options } : { reader: 'kafkajs', kafka: kafka(), fetchBytes };
+}
 
 export interface PartitionRange {
   readonly partition: number;
@@ -41,11 +54,10 @@ export interface Reading {
  * it against `stored` (when given). `onProgress` gets the records read so far, now and then.
  */
 export async function readFillRanges(
-  kafka: Kafka,
+  source: FillSource,
   ranges: readonly PartitionRange[],
   window: Window,
   stored: readonly StoredFill[] | undefined,
-  fetchBytes: number,
   onProgress: (read: number) => void,
 ): Promise<Reading> {
   const recomputation = new Recomputation();
@@ -56,7 +68,26 @@ export async function readFillRanges(
   let read = 0;
   let firstRecordAt: number | undefined;
   const { from, to } = window;
-  if (pending.size > 0) {
+  const take = (fill: { ok: true; value: ReconciledFill } | { ok: false; reason: string }, partition: number, offset: number | string) => {
+    read++;
+    if (!fill.ok) {
+      unreadable.push(`fills partition ${partition} offset ${offset}: ${fill.reason}`);
+      return;
+    }
+    if ((from !== undefined && fill.value.timestamp < from) || (to !== undefined && fill.value.timestamp >= to)) return;
+    recomputation.add(fill.value);
+    comparison?.check(fill.value);
+  };
+  if (pending.size > 0 && source.reader === 'wire') {
+    const offsetRanges = [...byPartition.values()].map((r) => ({ partition: r.partition, start: Number(r.start), end: Number(r.end) }));
+    let reported = 0;
+    await readCommitted(source.options, TOPICS.fills, offsetRanges, (partition, offset, data, _ks, _kl, valueStart, valueLength) => {
+      firstRecordAt ??= performance.timeOrigin + performance.now();
+      take(valueLength <= 0 ? { ok: false, reason: 'empty message' } : readFillText(data.toString('utf8', valueStart, valueStart + valueLength)), partition, offset);
+      if (read - reported >= 50_000) onProgress((reported = read));
+    });
+  } else if (pending.size > 0 && source.reader === 'kafkajs') {
+    const { kafka, fetchBytes } = source;
     const consumer = kafka.consumer({
       groupId: `reconcile-${randomUUID()}`,
       partitionAssigners: [fixedAssigner(TOPICS.fills, [...pending])],
@@ -90,15 +121,7 @@ export async function readFillRanges(
             const offset = BigInt(m.offset);
             if (offset < r.start || offset >= r.end) continue;
           }
-          read++;
-          const fill = readFill(m.value);
-          if (!fill.ok) {
-            unreadable.push(`fills partition ${batch.partition} offset ${m.offset}: ${fill.reason}`);
-            continue;
-          }
-          if ((from !== undefined && fill.value.timestamp < from) || (to !== undefined && fill.value.timestamp >= to)) continue;
-          recomputation.add(fill.value);
-          comparison?.check(fill.value);
+          take(readFill(m.value), batch.partition, m.offset);
         }
         if (read % 50_000 < batch.messages.length) onProgress(read);
       },

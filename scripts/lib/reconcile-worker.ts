@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createKafka, createLogger, kafkaEnv, parseEnv } from '@tradeflow/shared';
-import { readFillRanges, type PartitionRange, type Window } from './reconcile-read.ts';
+import { fillSource, readFillRanges, type PartitionRange, type Window } from './reconcile-read.ts';
 import type { StoredFill } from './reconcile.ts';
 
 interface Task {
@@ -12,12 +12,14 @@ interface Task {
   readonly window: Window;
   readonly stored: readonly StoredFill[] | undefined;
   readonly fetchBytes: number;
+  readonly reader: 'wire' | 'kafkajs';
   readonly logLevel: string;
   readonly index: number;
 }
 
 const task = workerData as Task;
 // A worker's environment is a copy of the main thread's.
-const kafka = createKafka(parseEnv(kafkaEnv), `reconcile-${task.index}`, createLogger('reconcile', task.logLevel));
-const reading = await readFillRanges(kafka, task.ranges, task.window, task.stored, task.fetchBytes, (read) => parentPort!.postMessage({ read }));
+const env = parseEnv(kafkaEnv);
+const source = fillSource(task.reader, env, () => createKafka(env, `reconcile-${task.index}`, createLogger('reconcile', task.logLevel)), task.fetchBytes);
+const reading = await readFillRanges(source, task.ranges, task.window, task.stored, (read) => parentPort!.postMessage({ read }));
 parentPort!.postMessage({ reading });

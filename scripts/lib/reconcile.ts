@@ -43,9 +43,14 @@ export type ReconciledFill = Pick<Fill, 'taxpayer_id' | 'fill_id' | 'symbol' | '
  */
 export function readFill(bytes: Buffer | null): { ok: true; value: ReconciledFill } | { ok: false; reason: string } {
   if (bytes === null || bytes.length === 0) return { ok: false, reason: 'empty message' };
+  return readFillText(bytes.toString('utf8'));
+}
+
+/** readFill of a record's value as text. */
+export function readFillText(text: string): { ok: true; value: ReconciledFill } | { ok: false; reason: string } {
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+    json = JSON.parse(text) as Record<string, unknown>;
   } catch (error) {
     return { ok: false, reason: `not JSON: ${(error as Error).message}` };
   }

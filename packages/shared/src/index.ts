@@ -13,3 +13,4 @@ export * from './service.ts';
 export * from './money.ts';
 export * from './view.ts';
 export * from './store-dir.ts';
+export { committedReaderOptions, readCommitted, ReadError, type CommittedReaderOptions, type OffsetRange, type PartitionRecordVisitor } from './wire/committed-reader.ts';

@@ -1,0 +1,228 @@
+/**
+ * One connection to a Kafka broker speaking the wire protocol's framing: a request is a size, its
+ * header (api key, version, correlation id, client id) and body; a response is a size, the
+ * correlation id and its body. Requests may be in flight together; responses come in order.
+ * Used by the committed-records reader (committed-reader.ts), which needs only Metadata and Fetch.
+ */
+import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
+
+export class Writer {
+  private buffer: Buffer;
+  private at = 0;
+
+  constructor(size = 256) {
+    this.buffer = Buffer.allocUnsafe(size);
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.buffer.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.at + n));
+    this.buffer.copy(bigger, 0, 0, this.at);
+    this.buffer = bigger;
+  }
+
+  int8(v: number): this {
+    this.room(1);
+    this.at = this.buffer.writeInt8(v, this.at);
+    return this;
+  }
+  int16(v: number): this {
+    this.room(2);
+    this.at = this.buffer.writeInt16BE(v, this.at);
+    return this;
+  }
+  int32(v: number): this {
+    this.room(4);
+    this.at = this.buffer.writeInt32BE(v, this.at);
+    return this;
+  }
+  int64(v: number | bigint): this {
+    this.room(8);
+    this.at = this.buffer.writeBigInt64BE(BigInt(v), this.at);
+    return this;
+  }
+  /** A non-nullable string (int16 length); null: -1. */
+  string(v: string | null): this {
+    if (v === null) return this.int16(-1);
+    const n = Buffer.byteLength(v);
+    this.int16(n);
+    this.room(n);
+    this.at += this.buffer.write(v, this.at);
+    return this;
+  }
+  array<T>(items: readonly T[], each: (w: this, item: T) => void): this {
+    this.int32(items.length);
+    for (const item of items) each(this, item);
+    return this;
+  }
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.at);
+  }
+}
+
+export class Reader {
+  at = 0;
+  readonly data: Buffer;
+  constructor(data: Buffer) {
+    this.data = data;
+  }
+
+  int8(): number {
+    return this.data.readInt8((this.at += 1) - 1);
+  }
+  int16(): number {
+    return this.data.readInt16BE((this.at += 2) - 2);
+  }
+  int32(): number {
+    return this.data.readInt32BE((this.at += 4) - 4);
+  }
+  int64(): bigint {
+    return this.data.readBigInt64BE((this.at += 8) - 8);
+  }
+  string(): string | null {
+    const n = this.int16();
+    if (n < 0) return null;
+    return this.data.toString('utf8', this.at, (this.at += n));
+  }
+  /** Nullable bytes with an int32 length, as a view of the response. */
+  bytes(): Buffer | null {
+    const n = this.int32();
+    if (n < 0) return null;
+    return this.data.subarray(this.at, (this.at += n));
+  }
+  array<T>(each: (r: this) => T): T[] {
+    const n = this.int32();
+    const items: T[] = [];
+    for (let i = 0; i < n; i++) items.push(each(this));
+    return items;
+  }
+}
+
+export class ConnectionError extends Error {
+  override readonly name = 'ConnectionError';
+}
+
+interface Pending {
+  readonly correlationId: number;
+  readonly resolve: (body: Buffer) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export interface ConnectionOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly clientId: string;
+  readonly ssl: boolean;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+export class Connection {
+  private readonly socket: Socket;
+  private readonly ready: Promise<void>;
+  private readonly pending: Pending[] = [];
+  private correlationId = 0;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private closedWith: Error | undefined;
+  private readonly options: ConnectionOptions;
+
+  constructor(options: ConnectionOptions) {
+    this.options = options;
+    const { host, port, ssl, connectTimeoutMs } = options;
+    const where = `${host}:${port}`;
+    this.socket = ssl ? connectTls({ host, port, servername: host }) : connectTcp({ host, port });
+    this.socket.setNoDelay(true);
+    this.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new ConnectionError(`connecting to ${where} timed out after ${connectTimeoutMs} ms`));
+        reject(this.closedWith);
+      }, connectTimeoutMs);
+      this.socket.once(ssl ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(new ConnectionError(`connection to ${where}: ${error.message}`));
+      });
+    });
+    this.ready.catch(() => undefined);
+    this.socket.on('error', (error) => this.fail(new ConnectionError(`connection to ${where}: ${error.message}`)));
+    this.socket.on('close', () => this.fail(new ConnectionError(`connection to ${where} closed`)));
+    this.socket.on('data', (chunk: Buffer) => this.received(chunk));
+  }
+
+  get broken(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Sends a request; resolves with the response's body (after the correlation id). */
+  async request(apiKey: number, apiVersion: number, body: Buffer): Promise<Buffer> {
+    await this.ready;
+    if (this.closedWith !== undefined) throw this.closedWith;
+    const correlationId = (this.correlationId = (this.correlationId + 1) | 0);
+    const header = new Writer(64).int32(0).int16(apiKey).int16(apiVersion).int32(correlationId).string(this.options.clientId).bytes();
+    header.writeInt32BE(header.length - 4 + body.length, 0);
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.fail(new ConnectionError(`request ${apiKey} v${apiVersion} to ${this.options.host}:${this.options.port}: no response within ${this.options.requestTimeoutMs} ms`)),
+        this.options.requestTimeoutMs,
+      );
+      this.pending.push({ correlationId, resolve, reject, timer });
+      this.socket.cork();
+      this.socket.write(header);
+      this.socket.write(body);
+      this.socket.uncork();
+    });
+  }
+
+  close(): void {
+    this.fail(new ConnectionError('connection closed'));
+  }
+
+  private fail(error: Error): void {
+    if (this.closedWith === undefined) this.closedWith = error;
+    this.socket.destroy();
+    for (const p of this.pending.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(this.closedWith);
+    }
+  }
+
+  private received(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.buffered < 4) return;
+      let head = this.chunks[0]!;
+      if (head.length < 4) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const size = head.readInt32BE(0);
+      if (this.buffered < 4 + size) return;
+      let frame: Buffer;
+      if (head.length >= 4 + size) {
+        frame = head.subarray(4, 4 + size);
+        if (head.length === 4 + size) this.chunks.shift();
+        else this.chunks[0] = head.subarray(4 + size);
+      } else {
+        const all = Buffer.concat(this.chunks, this.buffered);
+        frame = all.subarray(4, 4 + size);
+        this.chunks = all.length > 4 + size ? [all.subarray(4 + size)] : [];
+      }
+      this.buffered -= 4 + size;
+      const correlationId = frame.readInt32BE(0);
+      const p = this.pending.shift();
+      if (p === undefined || p.correlationId !== correlationId) {
+        this.fail(new ConnectionError(`a response with correlation id ${correlationId} that no request was waiting for`));
+        return;
+      }
+      clearTimeout(p.timer);
+      p.resolve(frame.subarray(4));
+    }
+  }
+}

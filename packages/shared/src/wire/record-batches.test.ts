@@ -1,0 +1,180 @@
+import { gzipSync, zstdCompressSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { completeBatches, RecordBatchError, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
+
+// Record batches (format v2) built here byte by byte, as Kafka's log holds them.
+function varint(n: number): number[] {
+  let z = (n << 1) ^ (n >> 31);
+  const out: number[] = [];
+  z >>>= 0;
+  while (z > 0x7f) {
+    out.push((z & 0x7f) | 0x80);
+    z >>>= 7;
+  }
+  out.push(z);
+  return out;
+}
+
+interface TestRecord {
+  readonly key: string | null;
+  readonly value: string | null;
+  readonly headers?: number;
+}
+
+function record(offsetDelta: number, r: TestRecord, timestampDelta = 5): Buffer {
+  const key = r.key === null ? null : Buffer.from(r.key);
+  const value = r.value === null ? null : Buffer.from(r.value);
+  const body = Buffer.from([
+    0, // attributes
+    ...varint(timestampDelta),
+    ...varint(offsetDelta),
+    ...varint(key === null ? -1 : key.length),
+    ...(key ?? []),
+    ...varint(value === null ? -1 : value.length),
+    ...(value ?? []),
+    ...varint(r.headers ?? 0),
+    // one header per count: key "h", value "v"
+    ...Array.from({ length: r.headers ?? 0 }, () => [...varint(1), 0x68, ...varint(1), 0x76]).flat(),
+  ]);
+  return Buffer.concat([Buffer.from(varint(body.length)), body]);
+}
+
+interface Batch {
+  readonly baseOffset: number;
+  readonly records: readonly TestRecord[];
+  readonly producerId?: bigint;
+  readonly transactional?: boolean;
+  /** A transaction marker: commit or abort. */
+  readonly marker?: 'commit' | 'abort';
+  readonly codec?: 'gzip' | 'zstd';
+  /** Offsets the batch spans beyond its records (compaction leaves gaps). */
+  readonly lastOffsetDelta?: number;
+}
+
+function batch(b: Batch): Buffer {
+  const records =
+    b.marker === undefined
+      ? b.records.map((r, i) => record(i, r))
+      : [Buffer.concat([Buffer.from(varint(0)), Buffer.alloc(0)])].map(() => {
+          const key = Buffer.from([0, 0, 0, b.marker === 'abort' ? 0 : 1]);
+          const value = Buffer.from([0, 0, 0, 0, 0, 0]);
+          const body = Buffer.from([0, ...varint(0), ...varint(0), ...varint(key.length), ...key, ...varint(value.length), ...value, ...varint(0)]);
+          return Buffer.concat([Buffer.from(varint(body.length)), body]);
+        });
+  let payload = Buffer.concat(records);
+  const codecs = { gzip: 1, zstd: 4 } as const;
+  if (b.codec === 'gzip') payload = gzipSync(payload);
+  if (b.codec === 'zstd') payload = zstdCompressSync(payload);
+  const header = Buffer.alloc(61);
+  header.writeBigInt64BE(BigInt(b.baseOffset), 0);
+  header.writeInt32BE(61 - 12 + payload.length, 8);
+  header.writeInt32BE(0, 12); // leader epoch
+  header.writeInt8(2, 16); // magic
+  header.writeUInt32BE(0, 17); // crc: not checked by the reader
+  const attributes = (b.codec === undefined ? 0 : codecs[b.codec]) | (b.transactional || b.marker ? 0x10 : 0) | (b.marker ? 0x20 : 0);
+  header.writeInt16BE(attributes, 21);
+  header.writeInt32BE(b.lastOffsetDelta ?? Math.max(0, records.length - 1), 23);
+  header.writeBigInt64BE(1_700_000_000_000n, 27);
+  header.writeBigInt64BE(1_700_000_000_000n, 35);
+  header.writeBigInt64BE(b.producerId ?? -1n, 43);
+  header.writeInt16BE(0, 51);
+  header.writeInt32BE(0, 53);
+  header.writeInt32BE(records.length, 57);
+  return Buffer.concat([header, payload]);
+}
+
+function read(records: Buffer, aborted: AbortedTransaction[] = [], from = 0) {
+  const seen: { offset: number; key: string | null; value: string | null }[] = [];
+  const next = visitCommittedRecords(records, aborted, from, (offset, data, ks, kl, vs, vl) => {
+    seen.push({ offset, key: kl < 0 ? null : data.toString('utf8', ks, ks + kl), value: vl < 0 ? null : data.toString('utf8', vs, vs + vl) });
+  });
+  return { seen, next };
+}
+
+describe('visitCommittedRecords', () => {
+  it('gives every record with its offset, key and value, nulls and headers too, and the offset after the last batch', () => {
+    const records = Buffer.concat([
+      batch({ baseOffset: 0, records: [{ key: 'a', value: '{"n":1}' }, { key: null, value: 'x'.repeat(300), headers: 2 }] }),
+      batch({ baseOffset: 2, records: [{ key: 'tomb', value: null }] }),
+    ]);
+    expect(read(records)).toEqual({
+      seen: [
+        { offset: 0, key: 'a', value: '{"n":1}' },
+        { offset: 1, key: null, value: 'x'.repeat(300) },
+        { offset: 2, key: 'tomb', value: null },
+      ],
+      next: 3,
+    });
+  });
+
+  it('leaves out records before the offset asked for (a fetch starts at the batch that holds it)', () => {
+    const records = batch({ baseOffset: 10, records: [{ key: 'a', value: '1' }, { key: 'b', value: '2' }, { key: 'c', value: '3' }] });
+    expect(read(records, [], 11).seen.map((r) => r.offset)).toEqual([11, 12]);
+  });
+
+  it('skips transaction markers and leaves out an aborted transaction, each producer on its own', () => {
+    const records = Buffer.concat([
+      batch({ baseOffset: 0, producerId: 7n, transactional: true, records: [{ key: 'k', value: 'aborted-1' }, { key: 'k', value: 'aborted-2' }] }),
+      batch({ baseOffset: 2, producerId: 8n, transactional: true, records: [{ key: 'k', value: 'committed-1' }] }),
+      batch({ baseOffset: 3, producerId: 7n, marker: 'abort', records: [] }),
+      batch({ baseOffset: 4, producerId: 8n, marker: 'commit', records: [] }),
+      // producer 7 again, in a transaction that commits: not aborted
+      batch({ baseOffset: 5, producerId: 7n, transactional: true, records: [{ key: 'k', value: 'committed-2' }] }),
+      batch({ baseOffset: 6, producerId: 7n, marker: 'commit', records: [] }),
+      batch({ baseOffset: 7, records: [{ key: 'k', value: 'plain' }] }),
+    ]);
+    const { seen, next } = read(records, [{ producerId: 7n, firstOffset: 0 }]);
+    expect(seen.map((r) => [r.offset, r.value])).toEqual([
+      [2, 'committed-1'],
+      [5, 'committed-2'],
+      [7, 'plain'],
+    ]);
+    expect(next).toBe(8);
+    // Without the response's aborted transactions everything is committed (read_uncommitted's view).
+    expect(read(records).seen.map((r) => r.value)).toEqual(['aborted-1', 'aborted-2', 'committed-1', 'committed-2', 'plain']);
+  });
+
+  it('leaves out an aborted transaction that opened before this fetch, until its marker', () => {
+    const records = Buffer.concat([
+      batch({ baseOffset: 20, producerId: 3n, transactional: true, records: [{ key: 'k', value: 'aborted' }] }),
+      batch({ baseOffset: 21, producerId: 3n, marker: 'abort', records: [] }),
+      batch({ baseOffset: 22, producerId: 3n, transactional: true, records: [{ key: 'k', value: 'next-txn' }] }),
+    ]);
+    expect(read(records, [{ producerId: 3n, firstOffset: 12 }], 20).seen.map((r) => r.value)).toEqual(['next-txn']);
+  });
+
+  it('reads gzip and zstd batches', () => {
+    const records = Buffer.concat([
+      batch({ baseOffset: 0, codec: 'gzip', records: [{ key: 'a', value: 'one' }, { key: 'b', value: 'two' }] }),
+      batch({ baseOffset: 2, codec: 'zstd', records: [{ key: 'c', value: 'three' }] }),
+    ]);
+    expect(read(records).seen.map((r) => [r.offset, r.key, r.value])).toEqual([
+      [0, 'a', 'one'],
+      [1, 'b', 'two'],
+      [2, 'c', 'three'],
+    ]);
+  });
+
+  it('stops before a partial batch at the end of a fetch, and completeBatches agrees', () => {
+    const whole = batch({ baseOffset: 0, records: [{ key: 'a', value: '1' }] });
+    const second = batch({ baseOffset: 1, records: [{ key: 'b', value: '2' }] });
+    const cut = Buffer.concat([whole, second.subarray(0, second.length - 3)]);
+    expect(read(cut)).toEqual({ seen: [{ offset: 0, key: 'a', value: '1' }], next: 1 });
+    expect(completeBatches(cut)).toEqual({ end: whole.length, nextOffset: 1 });
+    expect(completeBatches(whole.subarray(0, 30))).toEqual({ end: 0, nextOffset: undefined });
+  });
+
+  it('takes the next offset from the batch header, past the gaps compaction leaves', () => {
+    const records = batch({ baseOffset: 100, lastOffsetDelta: 9, records: [{ key: 'a', value: 'kept' }] });
+    expect(read(records)).toEqual({ seen: [{ offset: 100, key: 'a', value: 'kept' }], next: 110 });
+  });
+
+  it('refuses an old message format and a codec it cannot read, naming them', () => {
+    const old = batch({ baseOffset: 0, records: [{ key: 'a', value: '1' }] });
+    old.writeInt8(1, 16);
+    expect(() => read(old)).toThrow(new RecordBatchError('a record batch of format 1 at offset 0: only format 2 (Kafka 0.11 and later) is read'));
+    const snappy = batch({ baseOffset: 0, records: [{ key: 'a', value: '1' }] });
+    snappy.writeInt16BE(2, 21);
+    expect(() => read(snappy)).toThrow(/compressed with snappy: only none, gzip and zstd are read/);
+  });
+});

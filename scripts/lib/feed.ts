@@ -20,6 +20,13 @@ import {
 
 /** While the broker starts (or restarts), the feed waits: each kind of failure is logged once. */
 const RETRY = { maxBackoffMs: 5_000 };
+/**
+ * One call's share of a partition: a record batch the broker takes under its default
+ * message.max.bytes (1 MiB), with room for multi-byte characters (the sizes below count UTF-16
+ * units) and each record's framing.
+ */
+const PIECE_BYTES = 256 * 1024;
+const RECORD_OVERHEAD = 24;
 /** Refusals after which the idempotent producer's state is gone: only a new producer gets on. */
 const PRODUCER_STATE_LOST = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
 
@@ -152,23 +159,52 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
   /** False after the producer was replaced: the next attempt connects it first. */
   let connected = true;
   type Outgoing = { key: string | null; value: string; partition: number };
+  const pieces = (messages: Outgoing[]): Outgoing[][] => {
+    const out: Outgoing[][] = [[]];
+    let bytes = 0;
+    for (const m of messages) {
+      const size = m.value.length + (m.key?.length ?? 0) + RECORD_OVERHEAD;
+      if (bytes + size > PIECE_BYTES && out[out.length - 1]!.length > 0) {
+        out.push([]);
+        bytes = 0;
+      }
+      out[out.length - 1]!.push(m);
+      bytes += size;
+    }
+    return out;
+  };
   /**
    * One attempt at a chunk's partitions still to send (`pending`, one list per partition): sends
    * them, and leaves in `pending` only those that refused, before anything else can fail.
    */
-  const sendPending = async (pending: { lists: Outgoing[][] }): Promise<void> => {
+  const sendPending = async (pending: { lists: Outgoing[][][] }): Promise<void> => {
     if (!connected) {
       await producer.connect();
       connected = true;
     }
-    const results = await Promise.allSettled(pending.lists.map((messages) => producer.send({ topic: options.topic, acks: -1, messages })));
+    // A partition's pieces one after the other; what is left of it after a refusal stays pending, in order.
+    const results = await Promise.allSettled(
+      pending.lists.map(async (pieces) => {
+        while (pieces.length > 0) {
+          await producer.send({ topic: options.topic, acks: -1, messages: pieces[0]! });
+          pieces.shift();
+        }
+      }),
+    );
     const refused = pending.lists.filter((_, i) => results[i]!.status === 'rejected');
     pending.lists = refused;
     if (refused.length === 0) return;
     const error = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as unknown;
     const kind = failureKind(error);
+    if (kind === 'MESSAGE_TOO_LARGE' || kind === 'RECORD_LIST_TOO_LARGE') {
+      const largest = Math.max(...refused.flat(2).map((m) => Buffer.byteLength(m.value) + (m.key === null ? 0 : Buffer.byteLength(m.key))));
+      throw Object.assign(
+        new Error(`${options.topic} refused a batch of up to ${PIECE_BYTES / 1024} KiB as too large (${kind}; its largest message is ${largest} bytes): the topic's max.message.bytes (and the broker's message.max.bytes) must be above that`, { cause: error }),
+        { permanent: true },
+      );
+    }
     if (PRODUCER_STATE_LOST.has(kind)) {
-      logger.warn({ reason: kind, partitions: refused.map((m) => m[0]!.partition) }, 'partitions refused the producer for good after a broker failover: sending them again with a new producer id');
+      logger.warn({ reason: kind, partitions: refused.map((pieces) => pieces[0]![0]!.partition) }, 'partitions refused the producer for good after a broker failover: sending them again with a new producer id');
       await producer.disconnect().catch(() => undefined);
       producer = newProducer();
       connected = false;
@@ -193,7 +229,9 @@ export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessa
       if (list === undefined) byPartition.set(partition, (list = []));
       list.push({ key: m.key, value: m.value, partition });
     }
-    const pending = { lists: [...byPartition.values()] };
+    // A partition's share goes in pieces of at most PIECE_BYTES: one call is one record batch,
+    // which the broker refuses above message.max.bytes (1 MiB by default).
+    const pending = { lists: [...byPartition.values()].map(pieces) };
     await untilSuccess('sending', logger, () => sendPending(pending), RETRY);
     sent += chunk.length;
     chunk = [];

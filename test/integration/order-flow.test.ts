@@ -10,7 +10,7 @@ import { TOPICS, type Fill, type Kafka, type Position } from '@tradeflow/shared'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
-import { REPO } from '../../scripts/lib/processes.ts';
+import { REPO, runCommand } from '../../scripts/lib/processes.ts';
 import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
 import { brokers, readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
@@ -59,6 +59,30 @@ describe('order flow', () => {
     const ids = records.map((r) => (JSON.parse(r.value.toString()) as { portfolio_order_id: string }).portfolio_order_id);
     expect(records.length).toBe(3000);
     expect(new Set(ids).size).toBe(3000);
+  });
+
+  it('queue-fills at full speed sends the share of a chunk for each partition in pieces the broker takes: every fill in the topic once', async () => {
+    // A chunk of 10,000 fills of ~600 bytes put ~1 MB in each partition's one call, above the
+    // broker's message.max.bytes: the feed retried the refusal for ever, silently with --quiet.
+    await runScript('queue-fills.ts', ['--count', '30000', '--accounts', '100000', '--seed', '6', '--quiet']);
+    const records = await readTopic(kafka, TOPICS.fills, 30_000);
+    expect(records.length).toBe(30_000);
+    expect(new Set(records.map((r) => (JSON.parse(r.value.toString()) as Fill).fill_id)).size).toBe(30_000);
+  });
+
+  it('a feed whose batches a topic refuses as too large stops and says why (not retried for ever)', async () => {
+    const topic = uniqueName('it_small_messages');
+    const admin = kafka.admin();
+    await admin.connect();
+    // Right after the topics were created again (beforeEach) the broker may refuse a moment.
+    await waitFor('the topic and its leader', async () => {
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '2000' }] }] }).catch(() => false);
+      return ((await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined))?.topics[0]?.partitions[0]?.leader ?? -1) >= 0 || undefined;
+    }, 60_000, 200);
+    await admin.disconnect();
+    const { code, stderr } = await runCommand([process.execPath, `${REPO}/scripts/queue-fills.ts`, '--count', '100', '--topic', topic, '--quiet'], { ...process.env, KAFKA_BROKERS: brokers(), LOG_LEVEL: 'error' });
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(new RegExp(`${topic} refused a batch of up to 256 KiB as too large \\(MESSAGE_TOO_LARGE; its largest message is \\d+ bytes\\): the topic's max.message.bytes`));
   });
 
   it('queue-orders stopped with SIGTERM sends the chunk in hand and exits 0; every order it reports sent is in the topic once', async () => {

@@ -15,9 +15,13 @@ const database = uniqueName('reconcile');
 let fills: Fill[] = [];
 
 function reconcile(...args: string[]) {
+  return reconcileWith({}, ...args);
+}
+
+function reconcileWith(extra: Record<string, string>, ...args: string[]) {
   const { username, password } = influxCredentials();
   // Small fetches: every partition takes many batches, as a real history does.
-  const env = { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password, RECONCILE_FETCH_BYTES: '2048' };
+  const env = { ...process.env, KAFKA_BROKERS: brokers(), INFLUX_URL: influxUrl(), INFLUX_DB: database, INFLUX_USERNAME: username, INFLUX_PASSWORD: password, RECONCILE_FETCH_BYTES: '2048', ...extra };
   return runCommand([process.execPath, `${REPO}/scripts/reconcile.ts`, ...args], env);
 }
 
@@ -54,6 +58,16 @@ describe('node scripts/reconcile.ts', () => {
     expect(stdout).toMatch(/positions snapshots +25\b/);
     expect(stdout).toMatch(/InfluxDB fills +300\b/);
     expect(stdout).toContain('no differences');
+  });
+
+  it('passes the same with the Kafka client reading (RECONCILE_READER=kafkajs, as for a SASL cluster), and refuses a reader it does not know', async () => {
+    const { code, stdout, stderr } = await reconcileWith({ RECONCILE_READER: 'kafkajs' });
+    expect(code, `${stdout}${stderr}`).toBe(0);
+    expect(stdout).toMatch(/fills checked +300 \(300 records read/);
+    expect(stdout).toContain('no differences');
+    const wrong = await reconcileWith({ RECONCILE_READER: 'librdkafka' });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('RECONCILE_READER=librdkafka: must be wire or kafkajs');
   });
 
   it('fails on a fill InfluxDB lost, naming its account and amount', async () => {

@@ -5,7 +5,7 @@
  * transaction still open when the read starts; it names a topic that does not exist.
  */
 import { randomUUID } from 'node:crypto';
-import { CompressionTypes, readCommitted, readPartitionsToEnd, type Kafka, type Producer } from '@tradeflow/shared';
+import { CompressionTypes, createKafka, createLogger, kafkaEnv, parseEnv, readCommitted, readPartitionsToEnd, type Kafka, type Producer } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { brokers, sleep, testKafka, uniqueName } from './helpers.ts';
 
@@ -97,8 +97,15 @@ describe('readCommitted (the lean reader)', () => {
     const seen = await readAll([...end].sort(([a], [b]) => a - b).map(([partition, e]) => ({ partition, start: 0, end: e })));
     expect(seen).toEqual(expected);
     // The same as a read_committed consumer of the Kafka client.
-    const client = await readPartitionsToEnd(kafka, topic, [0, 1, 2], 'it-wire');
+    const byClient = createKafka(parseEnv(kafkaEnv, { KAFKA_BROKERS: brokers(), KAFKA_RESTORE_READER: 'kafkajs' }), 'it-wire', createLogger('it-wire', 'error'));
+    const client = await readPartitionsToEnd(byClient, topic, [0, 1, 2], 'it-wire');
     for (const [partition, entries] of client) expect(entries.map((e) => `${e.key}=${e.value?.toString() ?? 'null'}`)).toEqual(seen.get(partition));
+  });
+
+  it('restores a changelog (readPartitionsToEnd) as the Kafka client does', async () => {
+    // testKafka's client restores with the lean reader (KAFKA_RESTORE_READER's default).
+    const lean = await readPartitionsToEnd(kafka, topic, [0, 1, 2], 'it-wire');
+    expect(new Map([...lean].map(([p, entries]) => [p, entries.map((e) => `${e.key}=${e.value?.toString() ?? 'null'}`)]))).toEqual(expected);
   });
 
   it('reads a range in the middle: from its first offset to the one before its end', async () => {

@@ -62,6 +62,8 @@ export const kafkaEnv = {
   KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { error: 'must be plain, scram-sha-256 or scram-sha-512' }).optional(),
   KAFKA_SASL_USERNAME: z.string().optional(),
   KAFKA_SASL_PASSWORD: z.string().optional(),
+  /** What reads a changelog to its end when a stage restores its state: the lean reader of committed records, or the Kafka client's consumer. */
+  KAFKA_RESTORE_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
   TOPIC_PARTITIONS: envInt(1, 10_000).default(DEFAULT_PARTITIONS),
 };
 export type KafkaEnv = z.infer<z.ZodObject<typeof kafkaEnv>>;

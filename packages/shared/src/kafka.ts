@@ -8,6 +8,10 @@ import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTyp
 import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
+import { committedReaderOptions, readCommitted, type CommittedReaderOptions } from './wire/committed-reader.ts';
+
+/** Clients made by createKafka whose changelogs eachToEnd reads with the lean reader (KAFKA_RESTORE_READER=wire, no SASL). */
+const leanReaders = new WeakMap<Kafka, CommittedReaderOptions>();
 
 export type { Kafka, Producer, Consumer, Admin, IHeaders, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 export { CompressionTypes } from 'kafkajs';
@@ -84,7 +88,10 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
   };
   const sasl = saslOptions(env);
   if (sasl !== undefined) config.sasl = sasl;
-  return new Kafka(config);
+  const kafka = new Kafka(config);
+  const lean = env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : committedReaderOptions(env, config.clientId!);
+  if (lean !== undefined) leanReaders.set(kafka, lean);
+  return kafka;
 }
 
 /**
@@ -286,15 +293,41 @@ export async function eachToEnd(
   const admin = kafka.admin();
   await admin.connect();
   let ends: Map<number, bigint>;
+  let starts: Map<number, bigint>;
   try {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    ends = new Map(
-      offsets.filter((o) => partitions.includes(o.partition) && BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high)]),
-    );
+    const offsets = (await admin.fetchTopicOffsets(topic)).filter((o) => partitions.includes(o.partition) && BigInt(o.high) > BigInt(o.low));
+    ends = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+    starts = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
   } finally {
     await admin.disconnect();
   }
   if (ends.size === 0) return;
+
+  const lean = leanReaders.get(kafka);
+  if (lean !== undefined) {
+    // Each fetch's entries go to `each` once it is decoded, one call at a time (a reader per leader).
+    const fetched = new Map<number, ChangelogEntry[]>();
+    let serial = Promise.resolve();
+    const handOver = async () => {
+      for (const [partition, entries] of fetched) {
+        fetched.delete(partition);
+        await each(partition, entries);
+      }
+    };
+    await readCommitted(
+      // As below: a fetch's entries are all on the heap at once.
+      { ...lean, partitionMaxBytes: 2 * 1024 * 1024, maxBytes: 4 * 1024 * 1024, noProgressTimeoutMs: timeoutMs, afterFetch: () => (serial = serial.then(handOver)) },
+      topic,
+      [...ends].map(([partition, end]) => ({ partition, start: Number(starts.get(partition) ?? 0n), end: Number(end) })),
+      (partition, _offset, data, keyStart, keyLength, valueStart, valueLength) => {
+        let entries = fetched.get(partition);
+        if (entries === undefined) fetched.set(partition, (entries = []));
+        entries.push({ key: keyLength < 0 ? '' : data.toString('utf8', keyStart, keyStart + keyLength), value: valueLength < 0 ? null : data.subarray(valueStart, valueStart + valueLength) });
+      },
+    );
+    await (serial = serial.then(handOver));
+    return;
+  }
 
   const consumer = kafka.consumer({
     groupId: `${groupPrefix}-restore-${randomUUID()}`,

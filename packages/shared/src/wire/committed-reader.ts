@@ -67,6 +67,8 @@ export interface CommittedReaderOptions {
   readonly noProgressTimeoutMs?: number;
   /** Told of a retried failure. */
   readonly onRetry?: (reason: string) => void;
+  /** Awaited after each fetch's records were visited, before the next fetch is decoded (its reader waits meanwhile). */
+  readonly afterFetch?: () => void | Promise<void>;
 }
 
 /** Gets each committed record of a partition: its offset, key and value as ranges of `data` (length -1: null). */
@@ -245,6 +247,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
           if (offset < end) visit(partition, offset, data, ks, kl, vs, vl);
         });
       }
+      if (options.afterFetch !== undefined) await options.afterFetch();
       if (Date.now() - progressAt > noProgressTimeoutMs) {
         throw new ReadError(`${topic}: no record read for ${noProgressTimeoutMs} ms at ${[...mine].map((p) => `partition ${p} offset ${next.get(p)}`).join(', ')} (a transaction left open?)`);
       }

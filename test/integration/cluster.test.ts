@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
+import { createKafka, createLogger, kafkaEnv, parseEnv, readCommitted, TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
@@ -110,4 +110,46 @@ describe('a three-broker cluster', () => {
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
   }, 1_200_000);
+
+  it('the lean reader of committed records reads every committed record once while the leader of some of them is SIGKILLed', async () => {
+    const topic = uniqueName('it_cluster_wire');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 6, replicationFactor: 3 }], waitForLeaders: true });
+    const producer = kafka.producer({ transactionalId: uniqueName('it-cluster-wire'), idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    // Every fourth transaction aborted, its numbers sent again in the next: a duplicate would show an aborted one read.
+    const COUNT = 100_000;
+    for (let sent = 0, round = 0; sent < COUNT; round++) {
+      const transaction = await producer.transaction();
+      await transaction.send({ topic, messages: Array.from({ length: 2_500 }, (_, i) => ({ key: String(sent + i), value: JSON.stringify({ n: sent + i, pad: 'x'.repeat(100) }) })) });
+      if (round % 4 === 1) await transaction.abort();
+      else {
+        await transaction.commit();
+        sent += 2_500;
+      }
+    }
+    await producer.disconnect();
+    const ends = await admin.fetchTopicOffsets(topic);
+    await admin.disconnect();
+    const seen = new Set<number>();
+    let duplicates = 0;
+    let retries = 0;
+    let kill: Promise<string> | undefined;
+    await readCommitted(
+      // Small fetches: the read is still under way when the broker dies.
+      { brokers: brokers.split(','), clientId: 'it-cluster-wire', partitionMaxBytes: 16 * 1024, maxBytes: 64 * 1024, onRetry: () => retries++ },
+      topic,
+      ends.map((o) => ({ partition: o.partition, start: 0, end: Number(o.high) })),
+      (_partition, _offset, data, _ks, _kl, valueStart, valueLength) => {
+        const n = (JSON.parse(data.toString('utf8', valueStart, valueStart + valueLength)) as { n: number }).n;
+        if (seen.has(n)) duplicates++;
+        seen.add(n);
+        if (seen.size === COUNT / 4 && kill === undefined) kill = kafkaScript('kill-node', '2');
+      },
+    );
+    await kill;
+    await kafkaScript('start-node', '2');
+    expect({ read: seen.size, duplicates, retried: retries > 0 }).toEqual({ read: COUNT, duplicates: 0, retried: true });
+  }, 600_000);
 });

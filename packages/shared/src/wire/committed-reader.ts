@@ -192,13 +192,12 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   let progressAt = Date.now();
   let backoffMs = 100;
 
-  async function lookUp(): Promise<{ cluster: Cluster; connections: Map<number, Connection> }> {
+  async function lookUp(): Promise<Cluster> {
     let last: unknown;
     for (const { host, port } of bootstrap) {
       const connection = connect(host, port);
       try {
-        const cluster = parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topic)), topic);
-        return { cluster, connections: new Map() };
+        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topic)), topic);
       } catch (error) {
         last = error;
         if (error instanceof ReadError) throw error;
@@ -257,7 +256,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   while ([...next].some(([p, offset]) => offset < ends.get(p)!)) {
     let connections = new Map<number, Connection>();
     try {
-      const { cluster } = await lookUp();
+      const cluster = await lookUp();
       const byLeader = new Map<number, number[]>();
       for (const [p, offset] of next) {
         if (offset >= ends.get(p)!) continue;

@@ -106,7 +106,20 @@ export function parseFeedArgs(name: string, usage: string, defaults: { count: nu
   return { values, env, number, feedOptions };
 }
 
+/**
+ * Sends the messages; an error that waiting does not mend (a topic refusing its batches as too
+ * large, a bad setting) ends the script with its message and exit code 1, not a stack trace.
+ */
 export async function runFeed(options: FeedOptions, messages: Iterable<FeedMessage>): Promise<FeedSummary> {
+  try {
+    return await sendFeed(options, messages);
+  } catch (error) {
+    process.stderr.write(`${options.name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+}
+
+async function sendFeed(options: FeedOptions, messages: Iterable<FeedMessage>): Promise<FeedSummary> {
   const started = performance.now();
   const log = (line: string) => {
     if (!options.quiet) process.stderr.write(`${line}\n`);

@@ -28,14 +28,13 @@ async function transactional(): Promise<Producer> {
 
 async function readAll(ranges: { partition: number; start: number; end: number }[]): Promise<Map<number, string[]>> {
   const seen = new Map<number, string[]>(ranges.map((r) => [r.partition, []]));
-  let lastOffset = new Map<number, number>();
+  const lastOffset = new Map<number, number>();
   await readCommitted(options(), topic, ranges, (partition, offset, data, ks, kl, vs, vl) => {
     // each partition's records in order of offset
     expect(offset).toBeGreaterThan(lastOffset.get(partition) ?? -1);
     lastOffset.set(partition, offset);
     seen.get(partition)!.push(`${data.toString('utf8', ks, ks + kl)}=${vl < 0 ? 'null' : data.toString('utf8', vs, vs + vl)}`);
   });
-  lastOffset = new Map();
   return seen;
 }
 

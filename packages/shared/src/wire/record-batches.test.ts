@@ -39,6 +39,14 @@ function record(offsetDelta: number, r: TestRecord, timestampDelta = 5): Buffer 
   return Buffer.concat([Buffer.from(varint(body.length)), body]);
 }
 
+/** A transaction marker's one record: key version 0 and type (0 abort, 1 commit), value version and coordinator epoch. */
+function controlRecord(marker: 'commit' | 'abort'): Buffer {
+  const key = Buffer.from([0, 0, 0, marker === 'abort' ? 0 : 1]);
+  const value = Buffer.from([0, 0, 0, 0, 0, 0]);
+  const body = Buffer.from([0, ...varint(0), ...varint(0), ...varint(key.length), ...key, ...varint(value.length), ...value, ...varint(0)]);
+  return Buffer.concat([Buffer.from(varint(body.length)), body]);
+}
+
 interface Batch {
   readonly baseOffset: number;
   readonly records: readonly TestRecord[];
@@ -55,12 +63,7 @@ function batch(b: Batch): Buffer {
   const records =
     b.marker === undefined
       ? b.records.map((r, i) => record(i, r))
-      : [Buffer.concat([Buffer.from(varint(0)), Buffer.alloc(0)])].map(() => {
-          const key = Buffer.from([0, 0, 0, b.marker === 'abort' ? 0 : 1]);
-          const value = Buffer.from([0, 0, 0, 0, 0, 0]);
-          const body = Buffer.from([0, ...varint(0), ...varint(0), ...varint(key.length), ...key, ...varint(value.length), ...value, ...varint(0)]);
-          return Buffer.concat([Buffer.from(varint(body.length)), body]);
-        });
+      : [controlRecord(b.marker)];
   let payload = Buffer.concat(records);
   const codecs = { gzip: 1, zstd: 4 } as const;
   if (b.codec === 'gzip') payload = gzipSync(payload);

@@ -64,6 +64,8 @@ export const kafkaEnv = {
   KAFKA_SASL_PASSWORD: z.string().optional(),
   /** What reads a changelog to its end when a stage restores its state: the lean reader of committed records, or the Kafka client's consumer. */
   KAFKA_RESTORE_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
+  /** What fetches the records of a materialized view (portfolio's accounts and prices): the lean reader following the group's assignment, or the Kafka client's consumer. */
+  KAFKA_VIEW_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
   TOPIC_PARTITIONS: envInt(1, 10_000).default(DEFAULT_PARTITIONS),
 };
 export type KafkaEnv = z.infer<z.ZodObject<typeof kafkaEnv>>;

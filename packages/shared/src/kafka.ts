@@ -10,8 +10,14 @@ import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
 import { committedReaderOptions, readCommitted, type CommittedReaderOptions } from './wire/committed-reader.ts';
 
-/** Clients made by createKafka whose changelogs eachToEnd reads with the lean reader (KAFKA_RESTORE_READER=wire, no SASL). */
-const leanReaders = new WeakMap<Kafka, CommittedReaderOptions>();
+/**
+ * What clients made by createKafka read with the lean reader (no SASL): changelogs in eachToEnd
+ * (KAFKA_RESTORE_READER=wire), materialized views (KAFKA_VIEW_READER=wire, see view.ts).
+ */
+const leanReaders = new WeakMap<Kafka, { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined }>();
+
+/** The lean reader's options for a view's fetching with this client, or undefined: the client's consumer fetches. */
+export const viewReader = (kafka: Kafka): CommittedReaderOptions | undefined => leanReaders.get(kafka)?.view;
 
 export type { Kafka, Producer, Consumer, Admin, IHeaders, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 export { CompressionTypes } from 'kafkajs';
@@ -89,8 +95,10 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
   const sasl = saslOptions(env);
   if (sasl !== undefined) config.sasl = sasl;
   const kafka = new Kafka(config);
-  const lean = env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : committedReaderOptions(env, config.clientId!);
-  if (lean !== undefined) leanReaders.set(kafka, lean);
+  const lean = committedReaderOptions(env, config.clientId!);
+  if (lean !== undefined) {
+    leanReaders.set(kafka, { restore: env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : lean, view: env.KAFKA_VIEW_READER === 'kafkajs' ? undefined : lean });
+  }
   return kafka;
 }
 
@@ -303,7 +311,7 @@ export async function eachToEnd(
   }
   if (ends.size === 0) return;
 
-  const lean = leanReaders.get(kafka);
+  const lean = leanReaders.get(kafka)?.restore;
   if (lean !== undefined) {
     // Each fetch's entries go to `each` once it is decoded, one call at a time (a reader per leader).
     const fetched = new Map<number, ChangelogEntry[]>();

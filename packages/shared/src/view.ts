@@ -9,22 +9,29 @@
  * On each assignment a partition starts where the store says, from the beginning (a compacted topic
  * rebuilt), or a number of records before the end. Batches are applied in order per partition;
  * the store's transaction carries the offsets after them.
+ * The records are fetched by the lean reader (wire/follower.ts) following the assignment, while the
+ * Kafka client's consumer keeps the group membership with every partition paused
+ * (KAFKA_VIEW_READER=wire, the default without SASL), or by that consumer itself.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, Kafka } from './kafka.ts';
-import { groupMembers, slotAssigner, type GroupMember } from './kafka.ts';
+import { groupMembers, slotAssigner, viewReader, type GroupMember } from './kafka.ts';
 import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { RetryLog, untilSuccess } from './retry.ts';
 import type { ConsumedRecord, TopicPartition } from './runner/index.ts';
+import { CommittedFollower, type FollowedBatch } from './wire/follower.ts';
 
 /** Where to start reading a partition: the offset a store checkpointed, its beginning, or the last N records. */
 export type StartAt = bigint | 'beginning' | { readonly last: number };
 
+/** What a view gets of a record. */
+export type ViewRecord = Pick<ConsumedRecord, 'offset' | 'key' | 'value'>;
+
 export interface ViewBatch {
   readonly source: TopicPartition;
-  readonly records: readonly ConsumedRecord[];
+  readonly records: readonly ViewRecord[];
   /** The offset after the batch: what the store checkpoints. */
   readonly next: bigint;
   readonly highWatermark: bigint;
@@ -82,7 +89,7 @@ async function resolveStart(kafka: Kafka, topic: string, partitions: readonly nu
   }
 }
 
-/** The consume loop both views share: seeks each assigned partition where the view starts it. */
+/** The consume loop both views share: reads each assigned partition from where the view starts it. */
 async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assigned: TopicPartition[]) => void): Promise<Omit<RunningView, 'owners' | 'refreshOwners'>> {
   const { kafka, logger, metrics } = options;
   /** Per partition: the next offset to apply, once its start is known. */
@@ -90,27 +97,94 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
   const lags = new Map<string, bigint>();
   let stopping = false;
   const applyLog = new RetryLog(logger, 'applying a batch to the store');
+  const lean = viewReader(kafka);
+  const fetchLog = new RetryLog(logger, 'fetching');
+  const follower =
+    lean === undefined
+      ? undefined
+      : new CommittedFollower(
+          {
+            ...lean,
+            maxWaitMs: options.fetchMaxWaitMs ?? 200,
+            partitionMaxBytes: 4 * 1024 * 1024,
+            maxBytes: 16 * 1024 * 1024,
+            onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
+          },
+          (batch: FollowedBatch) => {
+            fetchLog.recovered();
+            const records: ViewRecord[] = new Array(batch.records.length);
+            for (let i = 0; i < records.length; i++) {
+              const r = batch.records[i]!;
+              records[i] = { offset: String(r.offset), key: r.key, value: r.value };
+            }
+            return received({ topic: batch.topic, partition: batch.partition }, records, BigInt(batch.next), BigInt(batch.highWatermark), async () => undefined, () => false);
+          },
+        );
+  /** Bumped by every assignment: a later one's starts win. */
+  let joins = 0;
+
+  /** Applies a fetched batch in order (what is before the partition's next offset was applied already). */
+  async function received(source: TopicPartition, fetched: readonly ViewRecord[], next: bigint, highWatermark: bigint, heartbeat: () => Promise<void>, isStale: () => boolean): Promise<void> {
+    const pending = expected.get(key(source));
+    if (pending === undefined) return;
+    const from = await pending;
+    if (isStale() || next <= from) return;
+    const records = fetched.length > 0 && BigInt(fetched[0]!.offset) >= from ? fetched : fetched.filter((r) => BigInt(r.offset) >= from);
+    // Only transaction markers or aborted records: nothing to apply, but the partition moved on.
+    if (records.length > 0) {
+      for (;;) {
+        if (stopping) return;
+        try {
+          await options.apply({ source, records, next, highWatermark });
+          applyLog.recovered();
+          break;
+        } catch (error) {
+          applyLog.failure(error, 1_000, { ...source });
+          await sleep(1_000);
+          await heartbeat().catch(() => undefined);
+        }
+      }
+      metrics.consumed += records.length;
+      metrics.batches++;
+    }
+    if (expected.has(key(source))) expected.set(key(source), Promise.resolve(next));
+    const lag = highWatermark > next ? highWatermark - next : 0n;
+    lags.set(key(source), lag);
+    metrics.setLag(source.topic, source.partition, Number(lag));
+  }
 
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    const join = ++joins;
+    // The lean reader fetches; the consumer only keeps this member in the group (it heartbeats while idle).
+    if (follower !== undefined) consumer.pause(options.topics.map((topic) => ({ topic })));
     const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
     logger.info({ assigned: assigned.map(key) }, 'assigned partitions');
     for (const k of [...expected.keys()]) if (!assigned.some((tp) => key(tp) === k)) expected.delete(k);
     const byTopic = new Map<string, number[]>();
     for (const tp of assigned) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
+    const resolved: Promise<[string, Map<number, bigint>]>[] = [];
     for (const [topic, partitions] of byTopic) {
       const starts = untilSuccess(`finding where to read ${topic}`, logger, () => resolveStart(kafka, topic, partitions, options.startAt), options.retryMaxMs);
+      resolved.push(starts.then((s) => [topic, s]));
       for (const partition of partitions) {
         const start = starts.then((s) => s.get(partition)!);
         expected.set(key({ topic, partition }), start);
         void start.then((offset) => {
-          if (!stopping) consumer.seek({ topic, partition, offset: offset.toString() });
+          if (!stopping && follower === undefined) consumer.seek({ topic, partition, offset: offset.toString() });
           logger.info({ topic, partition, offset: offset.toString() }, 'reading from');
         });
       }
     }
+    if (follower !== undefined) {
+      if (resolved.length === 0) follower.assign(new Map());
+      void Promise.all(resolved).then((starts) => {
+        if (join === joins && !stopping) follower.assign(new Map(starts.map(([topic, s]) => [topic, new Map([...s].map(([p, offset]) => [p, Number(offset)]))])));
+      });
+    }
     onJoin(assigned);
   });
 
+  logger.info({ topics: options.topics, reader: follower === undefined ? 'kafkajs' : 'wire' }, follower === undefined ? "the Kafka client's consumer fetches the view's records" : "the lean reader fetches the view's records; the Kafka client's consumer keeps the group membership");
   await untilSuccess('joining Kafka', logger, async () => {
     await consumer.connect();
     await consumer.subscribe({ topics: [...options.topics], fromBeginning: true });
@@ -120,43 +194,18 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
     eachBatchAutoResolve: true,
     partitionsConsumedConcurrently: 8,
     eachBatch: async ({ batch, isStale, heartbeat }) => {
-      const source = { topic: batch.topic, partition: batch.partition };
-      const pending = expected.get(key(source));
-      if (pending === undefined || batch.isEmpty()) return;
-      const from = await pending;
-      if (isStale()) return;
-      const records: ConsumedRecord[] = [];
-      for (const m of batch.messages) {
-        if (BigInt(m.offset) < from) continue;
-        records.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp });
-      }
-      const next = BigInt(batch.lastOffset()) + 1n;
-      if (next <= from) return;
-      const highWatermark = BigInt(batch.highWatermark);
-      for (;;) {
-        if (stopping) return;
-        try {
-          await options.apply({ source, records, next, highWatermark });
-          applyLog.recovered();
-          break;
-        } catch (error) {
-          applyLog.failure(error, 1_000, source);
-          await sleep(1_000);
-          await heartbeat().catch(() => undefined);
-        }
-      }
-      if (expected.has(key(source))) expected.set(key(source), Promise.resolve(next));
-      metrics.consumed += records.length;
-      metrics.batches++;
-      const lag = highWatermark > next ? highWatermark - next : 0n;
-      lags.set(key(source), lag);
-      metrics.setLag(batch.topic, batch.partition, Number(lag));
+      // With the lean reader nothing is fetched here (every partition is paused) but what a fetch
+      // sent before the pause brought.
+      if (follower !== undefined || batch.isEmpty()) return;
+      const records: ViewRecord[] = batch.messages.map((m) => ({ offset: m.offset, key: m.key, value: m.value }));
+      await received({ topic: batch.topic, partition: batch.partition }, records, BigInt(batch.lastOffset()) + 1n, BigInt(batch.highWatermark), heartbeat, isStale);
     },
   });
   return {
     lag: (topic, partition) => lags.get(key({ topic, partition })),
     stop: async () => {
       stopping = true;
+      await follower?.stop();
       await consumer.disconnect();
     },
   };

@@ -12,10 +12,10 @@ import type { KafkaEnv } from '../config.ts';
 import { Connection, ConnectionError, Reader, Writer } from './connection.ts';
 import { completeBatches, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
 
-const API_FETCH = 1;
-const API_METADATA = 3;
-const FETCH_VERSION = 11;
-const METADATA_VERSION = 4;
+export const API_FETCH = 1;
+export const API_METADATA = 3;
+export const FETCH_VERSION = 11;
+export const METADATA_VERSION = 4;
 
 /** Partition errors worth looking the leader up again and retrying (Kafka's retriable codes). */
 const RETRIABLE = new Map<number, string>([
@@ -44,7 +44,7 @@ export class ReadError extends Error {
 }
 
 /** Retrying may mend it: a connection lost, a leader moved. */
-class RetriableError extends Error {}
+export class RetriableError extends Error {}
 
 export interface OffsetRange {
   readonly partition: number;
@@ -74,12 +74,13 @@ export interface CommittedReaderOptions {
 /** Gets each committed record of a partition: its offset, key and value as ranges of `data` (length -1: null). */
 export type PartitionRecordVisitor = (partition: number, offset: number, data: Buffer, keyStart: number, keyLength: number, valueStart: number, valueLength: number) => void;
 
-interface Cluster {
+export interface Cluster {
   readonly brokers: Map<number, { host: string; port: number }>;
-  readonly leaders: Map<number, number>;
+  /** By topic: each partition's leader. */
+  readonly leaders: Map<string, Map<number, number>>;
 }
 
-function hostPort(address: string): { host: string; port: number } {
+export function hostPort(address: string): { host: string; port: number } {
   const at = address.lastIndexOf(':');
   const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
   const port = Number(address.slice(at + 1));
@@ -87,11 +88,12 @@ function hostPort(address: string): { host: string; port: number } {
   return { host, port };
 }
 
-function metadataRequest(topic: string): Buffer {
-  return new Writer().array([topic], (w, t) => w.string(t)).int8(0).bytes();
+export function metadataRequest(topics: readonly string[]): Buffer {
+  return new Writer().array(topics, (w, t) => w.string(t)).int8(0).bytes();
 }
 
-function parseMetadata(body: Buffer, topic: string): Cluster {
+/** The brokers, and the leader of each partition of `topics` (by topic) that has one. */
+export function parseMetadata(body: Buffer, topics: readonly string[]): Cluster {
   const r = new Reader(body);
   r.int32(); // throttle time
   const brokers = new Map<number, { host: string; port: number }>();
@@ -104,7 +106,7 @@ function parseMetadata(body: Buffer, topic: string): Cluster {
   });
   r.string(); // cluster id
   r.int32(); // controller
-  const leaders = new Map<number, number>();
+  const leaders = new Map<string, Map<number, number>>();
   r.array((r) => {
     const error = r.int16();
     const name = r.string();
@@ -117,60 +119,78 @@ function parseMetadata(body: Buffer, topic: string): Cluster {
       r.array((r) => r.int32());
       return { partitionError, partition, leader };
     });
-    if (name !== topic) return;
-    if (error === 3) throw new RetriableError(`topic ${topic} does not exist (UNKNOWN_TOPIC_OR_PARTITION)`);
-    if (error !== 0) throw (RETRIABLE.has(error) ? new RetriableError(`metadata of ${topic}: ${RETRIABLE.get(error)}`) : new ReadError(`metadata of ${topic}: error ${NAMED.get(error) ?? error}`));
-    for (const p of partitions) if (p.leader >= 0) leaders.set(p.partition, p.leader);
+    if (name === null || !topics.includes(name)) return;
+    if (error === 3) throw new RetriableError(`topic ${name} does not exist (UNKNOWN_TOPIC_OR_PARTITION)`);
+    if (error !== 0) throw (RETRIABLE.has(error) ? new RetriableError(`metadata of ${name}: ${RETRIABLE.get(error)}`) : new ReadError(`metadata of ${name}: error ${NAMED.get(error) ?? error}`));
+    const byPartition = new Map<number, number>();
+    for (const p of partitions) if (p.leader >= 0) byPartition.set(p.partition, p.leader);
+    leaders.set(name, byPartition);
   });
+  for (const topic of topics) if (!leaders.has(topic)) throw new RetriableError(`topic ${topic} is not in the metadata`);
   return { brokers, leaders };
 }
 
-interface FetchedPartition {
+export interface FetchedPartition {
+  readonly topic: string;
   readonly partition: number;
   readonly error: number;
+  readonly highWatermark: number;
+  readonly logStartOffset: number;
   readonly aborted: AbortedTransaction[];
   readonly records: Buffer | null;
 }
 
-function fetchRequest(topic: string, offsets: ReadonlyMap<number, number>, options: Required<Pick<CommittedReaderOptions, 'maxWaitMs' | 'maxBytes' | 'partitionMaxBytes'>>): Buffer {
-  return new Writer(128 + 28 * offsets.size)
+export type FetchSettings = Required<Pick<CommittedReaderOptions, 'maxWaitMs' | 'maxBytes' | 'partitionMaxBytes'>>;
+
+/** A read_committed Fetch (no fetch session) of each topic's partitions from their offsets. */
+export function fetchRequest(offsets: ReadonlyMap<string, ReadonlyMap<number, number>>, settings: FetchSettings): Buffer {
+  let count = 0;
+  for (const partitions of offsets.values()) count += partitions.size;
+  return new Writer(128 + 28 * count)
     .int32(-1) // replica id: a consumer
-    .int32(options.maxWaitMs)
+    .int32(settings.maxWaitMs)
     .int32(1) // min bytes
-    .int32(options.maxBytes)
+    .int32(settings.maxBytes)
     .int8(1) // read_committed
     .int32(0) // no fetch session
     .int32(-1)
-    .array([topic], (w, t) =>
-      w.string(t).array([...offsets], (w, [partition, offset]) => w.int32(partition).int32(-1).int64(offset).int64(-1).int32(options.partitionMaxBytes)),
+    .array([...offsets], (w, [topic, partitions]) =>
+      w.string(topic).array([...partitions], (w, [partition, offset]) => w.int32(partition).int32(-1).int64(offset).int64(-1).int32(settings.partitionMaxBytes)),
     )
     .array([], () => undefined) // forgotten topics
     .string('') // rack
     .bytes();
 }
 
-function parseFetch(body: Buffer, topic: string): FetchedPartition[] {
+export function parseFetch(body: Buffer): FetchedPartition[] {
   const r = new Reader(body);
   r.int32(); // throttle time
   const error = r.int16();
-  if (error !== 0) throw RETRIABLE.has(error) ? new RetriableError(`fetch: ${RETRIABLE.get(error)}`) : new ReadError(`fetch of ${topic}: error ${NAMED.get(error) ?? error}`);
+  if (error !== 0) throw RETRIABLE.has(error) ? new RetriableError(`fetch: ${RETRIABLE.get(error)}`) : new ReadError(`fetch: error ${NAMED.get(error) ?? error}`);
   r.int32(); // session
   const fetched: FetchedPartition[] = [];
   r.array((r) => {
-    const name = r.string();
+    const topic = r.string() ?? '';
     r.array((r) => {
       const partition = r.int32();
       const error = r.int16();
-      r.int64(); // high watermark
+      const highWatermark = Number(r.int64());
       r.int64(); // last stable offset
-      r.int64(); // log start offset
+      const logStartOffset = Number(r.int64());
       const aborted = r.array((r) => ({ producerId: r.int64(), firstOffset: Number(r.int64()) }));
       r.int32(); // preferred read replica
       const records = r.bytes();
-      if (name === topic) fetched.push({ partition, error, aborted, records });
+      fetched.push({ topic, partition, error, highWatermark, logStartOffset, aborted, records });
     });
   });
   return fetched;
+}
+
+/** A partition error of a fetch as an error to throw: retriable (look the leader up again) or not. */
+export function partitionError(f: FetchedPartition, offset: number | undefined): Error {
+  const retriable = RETRIABLE.get(f.error);
+  if (retriable !== undefined) return new RetriableError(`${f.topic} partition ${f.partition}: ${retriable}`);
+  return new ReadError(`${f.topic} partition ${f.partition} at offset ${offset}: error ${NAMED.get(f.error) ?? f.error}`);
 }
 
 /**
@@ -197,7 +217,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
     for (const { host, port } of bootstrap) {
       const connection = connect(host, port);
       try {
-        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topic)), topic);
+        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest([topic])), [topic]);
       } catch (error) {
         last = error;
         if (error instanceof ReadError) throw error;
@@ -213,20 +233,15 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
     const mine = new Set(partitions.filter((p) => next.has(p)));
     const request = () => {
       const offsets = new Map([...mine].map((p) => [p, next.get(p)!]));
-      const sent = connection.request(API_FETCH, FETCH_VERSION, fetchRequest(topic, offsets, settings));
+      const sent = connection.request(API_FETCH, FETCH_VERSION, fetchRequest(new Map([[topic, offsets]]), settings));
       sent.catch(() => undefined);
       return { sent, offsets };
     };
     let inFlight = request();
     while (mine.size > 0) {
       const { sent, offsets } = inFlight;
-      const fetched = parseFetch(await sent, topic);
-      for (const f of fetched) {
-        if (f.error === 0) continue;
-        const retriable = RETRIABLE.get(f.error);
-        if (retriable !== undefined) throw new RetriableError(`${topic} partition ${f.partition}: ${retriable}`);
-        throw new ReadError(`${topic} partition ${f.partition} at offset ${offsets.get(f.partition)}: error ${NAMED.get(f.error) ?? f.error}`);
-      }
+      const fetched = parseFetch(await sent).filter((f) => f.topic === topic);
+      for (const f of fetched) if (f.error !== 0) throw partitionError(f, offsets.get(f.partition));
       // Where the next fetch starts is in the batch headers: it goes out before these records are decoded.
       for (const f of fetched) {
         if (f.records === null || !mine.has(f.partition)) continue;
@@ -260,7 +275,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
       const byLeader = new Map<number, number[]>();
       for (const [p, offset] of next) {
         if (offset >= ends.get(p)!) continue;
-        const leader = cluster.leaders.get(p);
+        const leader = cluster.leaders.get(topic)?.get(p);
         if (leader === undefined) throw new RetriableError(`${topic} partition ${p}: no leader`);
         byLeader.set(leader, [...(byLeader.get(leader) ?? []), p]);
       }

@@ -1,0 +1,240 @@
+/**
+ * A live reader of committed records for a set of topic-partitions that changes (a consumer
+ * group's assignment, kept by the Kafka client): the lean reader's requests (committed-reader.ts)
+ * and in-place decoding, following each partition from an offset on for as long as it is assigned.
+ * One connection per partition leader; each fetch long-polls (maxWaitMs), the next one goes out as
+ * soon as the last one's batch headers are read, and each partition's records are handed over in
+ * order, a fetch's batch at a time, each awaited before the next. A leader that moves or a broker
+ * that goes away is looked up again; every error is retried (a live service waits for its broker,
+ * it does not give up on it).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection, ConnectionError } from './connection.ts';
+import {
+  API_FETCH,
+  API_METADATA,
+  FETCH_VERSION,
+  fetchRequest,
+  METADATA_VERSION,
+  metadataRequest,
+  parseFetch,
+  parseMetadata,
+  partitionError,
+  RetriableError,
+  type Cluster,
+  type CommittedReaderOptions,
+  type FetchSettings,
+  hostPort,
+} from './committed-reader.ts';
+import { completeBatches, visitCommittedRecords } from './record-batches.ts';
+
+const OFFSET_OUT_OF_RANGE = 1;
+
+export interface FollowedRecord {
+  readonly offset: number;
+  /** Views of the fetch response: copy what must outlive the batch. */
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+}
+
+export interface FollowedBatch {
+  readonly topic: string;
+  readonly partition: number;
+  /** The committed records fetched (none when the fetch brought only transaction markers or aborted records). */
+  readonly records: readonly FollowedRecord[];
+  /** The offset after what was fetched: where this partition is read on from. */
+  readonly next: number;
+  readonly highWatermark: number;
+}
+
+/** Per topic, per partition: the offset to read from. */
+export type Starts = ReadonlyMap<string, ReadonlyMap<number, number>>;
+
+export class CommittedFollower {
+  private readonly options: CommittedReaderOptions;
+  private readonly deliver: (batch: FollowedBatch) => Promise<void>;
+  private readonly settings: FetchSettings;
+  /** The partitions followed and the next offset of each, replaced by every assign(). */
+  private positions = new Map<string, Map<number, number>>();
+  private generation = 0;
+  private stopped = false;
+  private readonly connections = new Set<Connection>();
+  private wake: () => void = () => undefined;
+  private readonly loop: Promise<void>;
+  /** The wait before the next attempt after a failure: back to its least after a fetch that worked. */
+  private backoffMs = 100;
+
+  /**
+   * `deliver` gets each partition's fetched batches in order and is awaited before that fetch's
+   * next partition is handed over; if it throws, what it was given is fetched again.
+   */
+  constructor(options: CommittedReaderOptions, deliver: (batch: FollowedBatch) => Promise<void>) {
+    this.options = options;
+    this.deliver = deliver;
+    this.settings = {
+      maxWaitMs: options.maxWaitMs ?? 200,
+      partitionMaxBytes: options.partitionMaxBytes ?? 2 * 1024 * 1024,
+      maxBytes: options.maxBytes ?? 8 * 1024 * 1024,
+    };
+    this.loop = this.run();
+  }
+
+  /** From now on follows exactly these partitions, each from its offset (an empty map: none). */
+  assign(starts: Starts): void {
+    this.generation++;
+    this.positions = new Map([...starts].filter(([, partitions]) => partitions.size > 0).map(([topic, partitions]) => [topic, new Map(partitions)]));
+    this.closeConnections();
+    this.wake();
+  }
+
+  /** Stops following; resolves once a batch being handed over is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.generation++;
+    this.closeConnections();
+    this.wake();
+    await this.loop;
+  }
+
+  private closeConnections(): void {
+    for (const connection of this.connections) connection.close();
+    this.connections.clear();
+  }
+
+  private connect(host: string, port: number): Connection {
+    const connection = new Connection({
+      host,
+      port,
+      clientId: this.options.clientId,
+      ssl: this.options.ssl ?? false,
+      connectTimeoutMs: 10_000,
+      requestTimeoutMs: (this.options.requestTimeoutMs ?? 30_000) + this.settings.maxWaitMs,
+    });
+    this.connections.add(connection);
+    return connection;
+  }
+
+  private async lookUp(topics: readonly string[]): Promise<Cluster> {
+    let last: unknown;
+    for (const address of this.options.brokers) {
+      const { host, port } = hostPort(address);
+      const connection = this.connect(host, port);
+      try {
+        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topics)), topics);
+      } catch (error) {
+        last = error;
+      } finally {
+        connection.close();
+        this.connections.delete(connection);
+      }
+    }
+    throw last instanceof Error ? last : new RetriableError(String(last));
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const generation = this.generation;
+      const positions = this.positions;
+      if (positions.size === 0) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      try {
+        const cluster = await this.lookUp([...positions.keys()]);
+        const byLeader = new Map<number, Map<string, number[]>>();
+        for (const [topic, partitions] of positions) {
+          for (const partition of partitions.keys()) {
+            const leader = cluster.leaders.get(topic)?.get(partition);
+            if (leader === undefined) throw new RetriableError(`${topic} partition ${partition}: no leader`);
+            let mine = byLeader.get(leader);
+            if (mine === undefined) byLeader.set(leader, (mine = new Map()));
+            mine.set(topic, [...(mine.get(topic) ?? []), partition]);
+          }
+        }
+        if (generation !== this.generation) continue;
+        const reads = [...byLeader].map(([id, partitions]) => {
+          const broker = cluster.brokers.get(id);
+          if (broker === undefined) throw new RetriableError(`broker ${id} leads partitions but is not in the metadata`);
+          return { connection: this.connect(broker.host, broker.port), partitions };
+        });
+        // One leader's failure ends the others' reads too: all look the leaders up again.
+        await Promise.all(
+          reads.map(({ connection, partitions }) =>
+            this.fromLeader(connection, partitions, positions, generation).catch((error: unknown) => {
+              for (const { connection } of reads) connection.close();
+              throw error;
+            }),
+          ),
+        );
+      } catch (error) {
+        if (this.stopped || generation !== this.generation) continue;
+        this.options.onRetry?.(error instanceof Error ? error.message : String(error));
+        const woken = new Promise<void>((resolve) => (this.wake = resolve));
+        await Promise.race([sleep(this.backoffMs), woken]);
+        this.backoffMs = Math.min(5_000, this.backoffMs * 2);
+      } finally {
+        this.closeConnections();
+      }
+    }
+  }
+
+  /** Follows the partitions one leader leads until the assignment changes or it fails. */
+  private async fromLeader(connection: Connection, partitions: ReadonlyMap<string, readonly number[]>, positions: Map<string, Map<number, number>>, generation: number): Promise<void> {
+    const current = () => generation === this.generation && !this.stopped;
+    const request = () => {
+      const offsets = new Map([...partitions].map(([topic, ps]) => [topic, new Map(ps.map((p) => [p, positions.get(topic)!.get(p)!]))]));
+      const sent = connection.request(API_FETCH, FETCH_VERSION, fetchRequest(offsets, this.settings));
+      sent.catch(() => undefined);
+      return { sent, offsets };
+    };
+    let inFlight = request();
+    while (current()) {
+      const { sent, offsets } = inFlight;
+      const body = await sent.catch((error: unknown) => {
+        if (!current()) return undefined;
+        throw error;
+      });
+      if (body === undefined || !current()) return;
+      this.backoffMs = 100;
+      const fetched = parseFetch(body).filter((f) => offsets.get(f.topic)?.has(f.partition));
+      for (const f of fetched) {
+        if (f.error === 0) continue;
+        const from = offsets.get(f.topic)!.get(f.partition)!;
+        if (f.error === OFFSET_OUT_OF_RANGE && f.logStartOffset >= 0 && from < f.logStartOffset) {
+          // Deleted (retention) before it was read: on from the first record there is.
+          this.options.onRetry?.(`${f.topic} partition ${f.partition}: offset ${from} was deleted; reading on from ${f.logStartOffset}`);
+          positions.get(f.topic)!.set(f.partition, f.logStartOffset);
+          continue;
+        }
+        throw partitionError(f, from);
+      }
+      // Where the next fetch starts is in the batch headers: it goes out before these records are decoded.
+      const moved: typeof fetched = [];
+      for (const f of fetched) {
+        if (f.error !== 0 || f.records === null) continue;
+        const { nextOffset } = completeBatches(f.records);
+        const at = positions.get(f.topic)!;
+        if (nextOffset === undefined || nextOffset <= at.get(f.partition)!) continue;
+        at.set(f.partition, nextOffset);
+        moved.push(f);
+      }
+      inFlight = request();
+      for (let i = 0; i < moved.length; i++) {
+        if (!current()) return;
+        const f = moved[i]!;
+        const from = offsets.get(f.topic)!.get(f.partition)!;
+        const records: FollowedRecord[] = [];
+        visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl) => {
+          records.push({ offset, key: kl < 0 ? null : data.subarray(ks, ks + kl), value: vl < 0 ? null : data.subarray(vs, vs + vl) });
+        });
+        try {
+          await this.deliver({ topic: f.topic, partition: f.partition, records, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });
+        } catch (error) {
+          // What this fetch brought from here on is fetched again.
+          for (const g of moved.slice(i)) positions.get(g.topic)!.set(g.partition, offsets.get(g.topic)!.get(g.partition)!);
+          throw error;
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The lean reader following a changing assignment (packages/shared/src/wire/follower.ts) on the
+ * real broker: records committed while it follows arrive once each, in order, with aborted
+ * transactions left out, over two topics; a new assignment drops a partition and adds one from an
+ * offset; a batch whose hand-over fails is handed over again; nothing arrives after stop().
+ */
+import { randomUUID } from 'node:crypto';
+import { CommittedFollower, type FollowedBatch, type Kafka, type Producer } from '@tradeflow/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { brokers, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
+
+let kafka: Kafka;
+const topics = [uniqueName('it_follow_a'), uniqueName('it_follow_b')];
+const PARTITIONS = 3;
+const producers: Producer[] = [];
+const options = () => ({ brokers: brokers().split(','), clientId: 'it-follow', partitionMaxBytes: 1024, maxBytes: 2048, maxWaitMs: 50 });
+const tp = (topic: string, partition: number) => `${topic}:${partition}`;
+
+/** What a follower was handed, per topic-partition: key=value in order, and the offsets seen. */
+class Seen {
+  readonly values = new Map<string, string[]>();
+  readonly offsets = new Map<string, number[]>();
+  readonly next = new Map<string, number>();
+  add(batch: FollowedBatch): void {
+    const at = tp(batch.topic, batch.partition);
+    for (const r of batch.records) {
+      (this.values.get(at) ?? this.values.set(at, []).get(at)!).push(`${r.key?.toString()}=${r.value?.toString() ?? 'null'}`);
+      (this.offsets.get(at) ?? this.offsets.set(at, []).get(at)!).push(r.offset);
+    }
+    this.next.set(at, batch.next);
+  }
+  count(at: string): number {
+    return this.values.get(at)?.length ?? 0;
+  }
+}
+
+async function transactional(): Promise<Producer> {
+  const producer = kafka.producer({ transactionalId: `it-follow-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
+  producers.push(producer);
+  await producer.connect();
+  return producer;
+}
+
+/** One committed and one aborted transaction to every partition of both topics; the committed keys. */
+async function produceRound(producer: Producer, round: string): Promise<Map<string, string[]>> {
+  const committed = new Map<string, string[]>();
+  const aborted = await producer.transaction();
+  for (const topic of topics) await aborted.send({ topic, messages: Array.from({ length: PARTITIONS }, (_, p) => ({ partition: p, key: `${round}-gone`, value: 'aborted' })) });
+  await aborted.abort();
+  const txn = await producer.transaction();
+  for (const topic of topics) {
+    const messages = Array.from({ length: PARTITIONS }, (_, p) => Array.from({ length: 5 }, (_, i) => ({ partition: p, key: `${round}-${i}`, value: 'y'.repeat(100) }))).flat();
+    await txn.send({ topic, messages });
+    for (let p = 0; p < PARTITIONS; p++) committed.set(tp(topic, p), Array.from({ length: 5 }, (_, i) => `${round}-${i}=${'y'.repeat(100)}`));
+  }
+  await txn.commit();
+  return committed;
+}
+
+const all = (offset: number) => new Map(topics.map((topic) => [topic, new Map(Array.from({ length: PARTITIONS }, (_, p) => [p, offset]))]));
+
+beforeAll(async () => {
+  kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })), waitForLeaders: true });
+  await admin.disconnect();
+});
+
+afterAll(async () => {
+  for (const p of producers) await p.disconnect();
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics }).catch(() => undefined);
+  await admin.disconnect();
+});
+
+describe('CommittedFollower (the lean reader, following)', () => {
+  it('hands over what is committed while it follows, once each and in order, aborted records left out; a new assignment takes effect; stop ends it', async () => {
+    const producer = await transactional();
+    const seen = new Seen();
+    const follower = new CommittedFollower(options(), async (batch) => seen.add(batch));
+    follower.assign(all(0));
+    const expected = new Map<string, string[]>();
+    for (const round of ['r0', 'r1', 'r2']) {
+      for (const [at, values] of await produceRound(producer, round)) expected.set(at, [...(expected.get(at) ?? []), ...values]);
+    }
+    await waitFor('every committed record', async () => ([...expected].every(([at, values]) => seen.count(at) === values.length) ? true : undefined), 60_000, 100);
+    expect(seen.values).toEqual(expected);
+    for (const offsets of seen.offsets.values()) expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+
+    // A new assignment: partition 0 of the first topic dropped, everything else from where it was,
+    // partition 2 of the second topic from offset 0 again (read again from there, as a view would after a move).
+    const moved = new Map(topics.map((topic) => [topic, new Map(Array.from({ length: PARTITIONS }, (_, p) => [p, seen.next.get(tp(topic, p))!]))]));
+    moved.get(topics[0]!)!.delete(0);
+    moved.get(topics[1]!)!.set(2, 0);
+    const before = new Map([...seen.values].map(([at, values]) => [at, values.length]));
+    follower.assign(moved);
+    const r3 = await produceRound(producer, 'r3');
+    await waitFor('the new assignment read', async () => (seen.count(tp(topics[1]!, 2)) === before.get(tp(topics[1]!, 2))! * 2 + 5 && seen.count(tp(topics[0]!, 1)) === before.get(tp(topics[0]!, 1))! + 5 ? true : undefined), 60_000, 100);
+    await sleep(500);
+    // Nothing more of the dropped partition; the others got r3 once.
+    expect(seen.count(tp(topics[0]!, 0))).toBe(before.get(tp(topics[0]!, 0)));
+    for (const [at, values] of r3) {
+      if (at === tp(topics[0]!, 0)) continue;
+      expect(seen.values.get(at)!.slice(-5)).toEqual(values);
+    }
+    expect(seen.values.get(tp(topics[1]!, 2))).toEqual([...expected.get(tp(topics[1]!, 2))!, ...expected.get(tp(topics[1]!, 2))!, ...r3.get(tp(topics[1]!, 2))!]);
+
+    await follower.stop();
+    const stopped = seen.count(tp(topics[0]!, 1));
+    await produceRound(producer, 'r4');
+    await sleep(1_000);
+    expect(seen.count(tp(topics[0]!, 1))).toBe(stopped);
+  });
+
+  it('hands a batch over again when its hand-over failed: nothing skipped, nothing twice', async () => {
+    const seen = new Seen();
+    let failures = 0;
+    const follower = new CommittedFollower({ ...options(), onRetry: () => undefined }, async (batch) => {
+      // Every third hand-over fails before it is applied.
+      if (batch.records.length > 0 && ++failures % 3 === 0) throw new Error('the store is busy');
+      seen.add(batch);
+    });
+    const topic = topics[0]!;
+    follower.assign(new Map([[topic, new Map(Array.from({ length: PARTITIONS }, (_, p) => [p, 0]))]]));
+    // Partition 1 of the first topic, as the broker has it committed (the test above wrote it).
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
+    await admin.disconnect();
+    await waitFor('every partition read to its end', async () => ([...ends].every(([p, end]) => (seen.next.get(tp(topic, p)) ?? 0) >= end) ? true : undefined), 60_000, 100);
+    await follower.stop();
+    expect(failures).toBeGreaterThan(3);
+    for (let p = 0; p < PARTITIONS; p++) {
+      const values = seen.values.get(tp(topic, p))!;
+      // 5 rounds of 5 committed records each, every one once.
+      expect(values).toHaveLength(25);
+      expect(new Set(values).size).toBe(25);
+      expect(seen.offsets.get(tp(topic, p))).toEqual([...seen.offsets.get(tp(topic, p))!].sort((a, b) => a - b));
+    }
+  });
+});

@@ -8,6 +8,7 @@ import {
   Fill,
   MAX_EPOCH_SECONDS,
   MIN_EPOCH_SECONDS,
+  Position,
   PriceTick,
 } from './index.ts';
 
@@ -38,6 +39,14 @@ const taxpayer = (r: Random) => r.pick([1, Number.MAX_SAFE_INTEGER, r.int(1, 1_0
 /** Sometimes a field the schema does not know (it is dropped). */
 const extra = (r: Random): Record<string, unknown> => (r.next() < 0.2 ? { note: 'x', __proto__x: 1 } : {});
 
+const validPosition = (r: Random) => ({
+  taxpayer_id: taxpayer(r),
+  shares: Object.fromEntries(SYMBOLS.slice(0, r.int(0, SYMBOLS.length)).map((symbol) => [symbol, signed(r)])),
+  cash: signed(r),
+  fills: r.pick([0, 1, r.int(2, 1_000_000), Number.MAX_SAFE_INTEGER]),
+  timestamp: epoch(r),
+  ...extra(r),
+});
 const validPrice = (r: Random) => ({
   ...extra(r),
   symbol: r.pick(SYMBOLS),
@@ -126,6 +135,14 @@ function mutate(r: Random, message: unknown): unknown {
     }
     target = allocations[r.int(0, allocations.length - 1)] as Record<string, unknown>;
   }
+  const shares = copy['shares'];
+  if (typeof shares === 'object' && shares !== null && Object.keys(shares).length > 0 && r.next() < 0.3) {
+    if (r.next() < 0.15) {
+      copy['shares'] = r.pick([[], [1], 'all', null, { __proto__key: 'x' }]);
+      return copy;
+    }
+    target = shares as Record<string, unknown>;
+  }
   const key = r.pick(Object.keys(target));
   if (r.next() < 0.2) delete target[key];
   else target[key] = r.pick(BAD_VALUES);
@@ -152,6 +169,7 @@ const CASES = [
   ['ComponentOrder', ComponentOrder, validComponent],
   ['Execution', Execution, validExecution],
   ['Fill', Fill, validFill],
+  ['Position', Position, validPosition],
 ] as const;
 
 describe('fast paths of decodeMessage', () => {

@@ -23,6 +23,13 @@ describe('parseEnv', () => {
     expect(() => parseEnv(serviceEnv, { TRANSACTIONAL_PRODUCER: 'member' })).toThrow('  TRANSACTIONAL_PRODUCER="member": must be slot or instance');
   });
 
+  it('reads with the lean reader unless told to use the Kafka client, and names anything else', () => {
+    expect(parseEnv(kafkaEnv, {})).toMatchObject({ KAFKA_RESTORE_READER: 'wire', KAFKA_VIEW_READER: 'wire' });
+    expect(parseEnv(kafkaEnv, { KAFKA_VIEW_READER: 'kafkajs' }).KAFKA_VIEW_READER).toBe('kafkajs');
+    expect(() => parseEnv(kafkaEnv, { KAFKA_VIEW_READER: 'rdkafka' })).toThrow('  KAFKA_VIEW_READER="rdkafka": must be wire or kafkajs');
+    expect(() => parseEnv(kafkaEnv, { KAFKA_RESTORE_READER: 'java' })).toThrow('  KAFKA_RESTORE_READER="java": must be wire or kafkajs');
+  });
+
   it('parses lists, numbers and booleans', () => {
     const env = parseEnv(kafkaEnv, { KAFKA_BROKERS: 'a:1, b:2', TOPIC_PARTITIONS: '12', KAFKA_SSL: 'true' });
     expect(env.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);

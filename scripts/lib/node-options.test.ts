@@ -12,7 +12,8 @@ describe('nodeOptionsFor', () => {
     expect(nodeOptionsFor('fill-publisher', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
     expect(nodeOptionsFor('tick-deserializer', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
     expect(nodeOptionsFor('influx-writer', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
-    expect(nodeOptionsFor('portfolio', {})).toBeUndefined();
+    expect(nodeOptionsFor('portfolio', {})).toBe('--max-old-space-size=128 --max-semi-space-size=8');
+    expect(nodeOptionsFor('a-tool', {})).toBeUndefined();
   });
 
   it('lets <SERVICE>_NODE_OPTIONS replace the default (empty: none) and NODE_OPTIONS come last', () => {
@@ -20,14 +21,15 @@ describe('nodeOptionsFor', () => {
     expect(nodeOptionsFor('fill-publisher', { FILL_PUBLISHER_NODE_OPTIONS: '--max-old-space-size=512' })).toBe('--max-old-space-size=512');
     expect(nodeOptionsFor('fill-publisher', { FILL_PUBLISHER_NODE_OPTIONS: '' })).toBeUndefined();
     expect(nodeOptionsFor('order-matcher', { NODE_OPTIONS: '--max-old-space-size=256' })).toBe('--max-old-space-size=128 --max-semi-space-size=8 --max-old-space-size=256');
-    expect(nodeOptionsFor('portfolio', { NODE_OPTIONS: '--enable-source-maps' })).toBe('--enable-source-maps');
+    expect(nodeOptionsFor('a-tool', { NODE_OPTIONS: '--enable-source-maps' })).toBe('--enable-source-maps');
+    expect(nodeOptionsFor('portfolio', { PORTFOLIO_NODE_OPTIONS: '', NODE_OPTIONS: '--enable-source-maps' })).toBe('--enable-source-maps');
   });
 });
 
 describe('the compile cache', () => {
   it('is NODE_COMPILE_CACHE when set, else .local/node-compile-cache, for every service', () => {
     expect(serviceNodeEnv('order-matcher', {})).toEqual({ NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8', NODE_COMPILE_CACHE: join(REPO, '.local', 'node-compile-cache') });
-    expect(serviceNodeEnv('portfolio', { NODE_COMPILE_CACHE: '/var/cache/x' })).toEqual({ NODE_COMPILE_CACHE: '/var/cache/x' });
+    expect(serviceNodeEnv('portfolio', { NODE_COMPILE_CACHE: '/var/cache/x', PORTFOLIO_NODE_OPTIONS: '' })).toEqual({ NODE_COMPILE_CACHE: '/var/cache/x' });
     expect(compileCacheDir({ NODE_COMPILE_CACHE: ' ' })).toBe(join(REPO, '.local', 'node-compile-cache'));
   });
 

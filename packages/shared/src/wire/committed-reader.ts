@@ -194,6 +194,26 @@ export function partitionError(f: FetchedPartition, offset: number | undefined):
 }
 
 /**
+ * The cluster as the first bootstrap broker that answers sees it (its brokers and the leaders of
+ * `topics`); an error that retrying cannot mend is thrown as it is, the rest as a RetriableError.
+ */
+export async function lookUpCluster(bootstrap: readonly { host: string; port: number }[], topics: readonly string[], connect: (host: string, port: number) => Connection): Promise<Cluster> {
+  let last: unknown;
+  for (const { host, port } of bootstrap) {
+    const connection = connect(host, port);
+    try {
+      return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topics)), topics);
+    } catch (error) {
+      last = error;
+      if (error instanceof ReadError) throw error;
+    } finally {
+      connection.close();
+    }
+  }
+  throw last instanceof RetriableError ? last : new RetriableError(String((last as Error)?.message ?? last));
+}
+
+/**
  * Reads every committed record of `topic` in the given offset ranges, each partition's in order,
  * to `visit`. Resolves when every range is read to its end.
  */
@@ -212,21 +232,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   let progressAt = Date.now();
   let backoffMs = 100;
 
-  async function lookUp(): Promise<Cluster> {
-    let last: unknown;
-    for (const { host, port } of bootstrap) {
-      const connection = connect(host, port);
-      try {
-        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest([topic])), [topic]);
-      } catch (error) {
-        last = error;
-        if (error instanceof ReadError) throw error;
-      } finally {
-        connection.close();
-      }
-    }
-    throw last instanceof RetriableError ? last : new RetriableError(String((last as Error)?.message ?? last));
-  }
+  const lookUp = () => lookUpCluster(bootstrap, [topic], connect);
 
   /** Reads the partitions one leader leads until they are done. */
   async function fromLeader(connection: Connection, partitions: readonly number[]): Promise<void> {

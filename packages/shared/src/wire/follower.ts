@@ -9,22 +9,18 @@
  * it does not give up on it).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection, ConnectionError } from './connection.ts';
+import { Connection } from './connection.ts';
 import {
   API_FETCH,
-  API_METADATA,
   FETCH_VERSION,
   fetchRequest,
-  METADATA_VERSION,
-  metadataRequest,
+  hostPort,
+  lookUpCluster,
   parseFetch,
-  parseMetadata,
   partitionError,
   RetriableError,
-  type Cluster,
   type CommittedReaderOptions,
   type FetchSettings,
-  hostPort,
 } from './committed-reader.ts';
 import { completeBatches, visitCommittedRecords } from './record-batches.ts';
 
@@ -54,6 +50,7 @@ export class CommittedFollower {
   private readonly options: CommittedReaderOptions;
   private readonly deliver: (batch: FollowedBatch) => Promise<void>;
   private readonly settings: FetchSettings;
+  private readonly bootstrap: readonly { host: string; port: number }[];
   /** The partitions followed and the next offset of each, replaced by every assign(). */
   private positions = new Map<string, Map<number, number>>();
   private generation = 0;
@@ -76,6 +73,7 @@ export class CommittedFollower {
       partitionMaxBytes: options.partitionMaxBytes ?? 2 * 1024 * 1024,
       maxBytes: options.maxBytes ?? 8 * 1024 * 1024,
     };
+    this.bootstrap = options.brokers.map(hostPort);
     this.loop = this.run();
   }
 
@@ -114,23 +112,6 @@ export class CommittedFollower {
     return connection;
   }
 
-  private async lookUp(topics: readonly string[]): Promise<Cluster> {
-    let last: unknown;
-    for (const address of this.options.brokers) {
-      const { host, port } = hostPort(address);
-      const connection = this.connect(host, port);
-      try {
-        return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topics)), topics);
-      } catch (error) {
-        last = error;
-      } finally {
-        connection.close();
-        this.connections.delete(connection);
-      }
-    }
-    throw last instanceof Error ? last : new RetriableError(String(last));
-  }
-
   private async run(): Promise<void> {
     while (!this.stopped) {
       const generation = this.generation;
@@ -140,7 +121,7 @@ export class CommittedFollower {
         continue;
       }
       try {
-        const cluster = await this.lookUp([...positions.keys()]);
+        const cluster = await lookUpCluster(this.bootstrap, [...positions.keys()], (host, port) => this.connect(host, port));
         const byLeader = new Map<number, Map<string, number[]>>();
         for (const [topic, partitions] of positions) {
           for (const partition of partitions.keys()) {

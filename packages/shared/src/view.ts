@@ -176,7 +176,6 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
       }
     }
     if (follower !== undefined) {
-      if (resolved.length === 0) follower.assign(new Map());
       void Promise.all(resolved).then((starts) => {
         if (join === joins && !stopping) follower.assign(new Map(starts.map(([topic, s]) => [topic, new Map([...s].map(([p, offset]) => [p, Number(offset)]))])));
       });

@@ -34,9 +34,13 @@ afterAll(async () => {
 describe('fill-publisher restore', () => {
   it(`restores ${ACCOUNTS.toLocaleString('en-US')} positions into its store within its default heap bound`, async () => {
     const env = { KAFKA_BROKERS: `127.0.0.1:${port}`, LOG_LEVEL: 'info', FILL_PUBLISHER_STATE_DIR: stateDir, GROUP_ID: 'restore-fp' };
-    // Its first start creates the topics.
+    // Its first start creates the topics. It serves /metrics before that, not healthy until the
+    // topics are there: stopped at once on a loaded machine, it had created none, and the wait for
+    // the positions topic's leaders below timed out ("does not host this topic-partition").
     const first = await startService('fill-publisher', { env, readyTimeoutMs: 300_000 });
     services.push(first);
+    await waitFor('fill-publisher to have created the topics (healthy)', async () => ((await first.metrics()).healthy ? true : undefined), 300_000);
+    expect(first.output()).toContain('"msg":"created topics"');
     expect((await first.stop('SIGTERM')).code).toBe(0);
 
     const kafka = createKafka(parseEnv(kafkaEnv, env), 'restore-test', createLogger('restore-test', 'error'));

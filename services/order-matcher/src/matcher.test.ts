@@ -1,4 +1,4 @@
-import type { ComponentOrder, Execution, PriceTick } from '@tradeflow/shared';
+import type { ChangelogEntry, ComponentOrder, Execution, PriceTick } from '@tradeflow/shared';
 import { describe, expect, it } from 'vitest';
 import { Matcher, MatcherState, StateChanges } from './matcher.ts';
 
@@ -166,5 +166,102 @@ describe('state (rule 6)', () => {
       ['price|IVE', 'value'],
       [`order|${ID}/w`, null],
     ]);
+  });
+});
+
+/**
+ * The rules as first written: every price and order looks at every window (closed ones oldest
+ * first). The matcher looks only at the windows a step can change; both must execute the same
+ * orders in the same order, and leave the same orders pending.
+ */
+class ScanEveryWindow {
+  readonly prices = new Map<string, PriceTick>();
+  readonly waiting = new Map<string, ComponentOrder[]>();
+  readonly windows = new Map<string, { symbol: string; start: number; orders: ComponentOrder[] }>();
+  streamTime = 0;
+
+  private readonly m: Matcher;
+
+  constructor(m: Matcher) {
+    this.m = m;
+  }
+
+  private fresh(price: PriceTick | undefined, at: number): price is PriceTick {
+    return price !== undefined && price.timestamp >= at - this.m.config.maxPriceAgeSeconds;
+  }
+
+  step(event: PriceTick | ComponentOrder, out: Execution[]): void {
+    this.streamTime = Math.max(this.streamTime, event.timestamp);
+    if ('bid' in event) {
+      const latest = this.prices.get(event.symbol);
+      if (latest === undefined || event.timestamp >= latest.timestamp) {
+        this.prices.set(event.symbol, event);
+        const still = (this.waiting.get(event.symbol) ?? []).filter((o) => !(this.fresh(event, o.timestamp) && out.push(this.m.executeSingle(o, event))));
+        this.waiting.set(event.symbol, still);
+      }
+    } else if (event.priority === 1 && this.fresh(this.prices.get(event.symbol), event.timestamp)) {
+      out.push(this.m.executeSingle(event, this.prices.get(event.symbol)!));
+    } else if (event.priority === 1) {
+      this.waiting.set(event.symbol, [...(this.waiting.get(event.symbol) ?? []), event]);
+    } else {
+      const start = Math.floor(event.timestamp / this.m.config.windowSeconds) * this.m.config.windowSeconds;
+      const key = `${event.symbol}@${start}`;
+      const window = this.windows.get(key) ?? { symbol: event.symbol, start, orders: [] };
+      window.orders.push(event);
+      this.windows.set(key, window);
+    }
+    const closed = [...this.windows].filter(([, w]) => w.start + this.m.config.windowSeconds <= this.streamTime).sort((a, b) => a[1].start - b[1].start);
+    for (const [key, window] of closed) {
+      const price = this.prices.get(window.symbol);
+      if (!this.fresh(price, Math.max(...window.orders.map((o) => o.timestamp)))) continue;
+      out.push(this.m.executeBlock(window, price));
+      this.windows.delete(key);
+    }
+  }
+}
+
+describe('which windows a step looks at', () => {
+  it('executes exactly what scanning every window executes, in the same order, over 20,000 random prices and orders', () => {
+    // A small random generator of its own, so that every run sees the same events.
+    let seed = 12_345;
+    const next = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const symbols = ['IVE', 'IVV', 'VTI', 'IJH', 'AGG'];
+    for (const config of [
+      { maxPriceAgeSeconds: 5, windowSeconds: 1 },
+      { maxPriceAgeSeconds: 0.5, windowSeconds: 2 },
+    ]) {
+      const m = new Matcher({ ...config, now: () => NOW });
+      const reference = new ScanEveryWindow(m);
+      let state = new MatcherState();
+      let changes = new StateChanges();
+      const got: Execution[] = [];
+      const expected: Execution[] = [];
+      const changelog: ChangelogEntry[] = [];
+      let clock = 0;
+      for (let i = 0; i < 10_000; i++) {
+        clock += next() * 0.3;
+        // Late events (up to 8 s back) reach windows closed already and prices gone stale.
+        const at = clock - (next() < 0.2 ? next() * 8 : 0);
+        const symbol = symbols[Math.floor(next() * symbols.length)]!;
+        const event =
+          next() < 0.3
+            ? price(at, 100, 100 + Math.floor(next() * 100) / 100, symbol)
+            : order(String(i), next() < 0.5 ? 'BUY' : 'SELL', 1 + Math.floor(next() * 1_000), at, next() < 0.6 ? 2 : 1, symbol);
+        reference.step(event, expected);
+        if ('bid' in event) m.onPrice(state, event, changes, got);
+        else m.onOrder(state, event, changes, got);
+        // Now and then the task is restored from its changelog, as after a restart.
+        if (i % 2_500 === 2_499) {
+          changelog.push(...m.changelogOf(state, changes));
+          state = m.restore(changelog);
+          changes = new StateChanges();
+        }
+      }
+      expect(got.length).toBeGreaterThan(1_000);
+      expect(got.map((e) => e.execution_id)).toEqual(expected.map((e) => e.execution_id));
+      expect(got).toEqual(expected);
+      const pending = (orders: ComponentOrder[]) => orders.map((o) => o.component_order_id).sort();
+      expect(pending(state.pendingOrders())).toEqual(pending([...[...reference.waiting.values()].flat(), ...[...reference.windows.values()].flatMap((w) => w.orders)]));
+    }
   });
 });

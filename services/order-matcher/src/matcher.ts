@@ -40,6 +40,12 @@ interface Window {
   readonly symbol: string;
   readonly start: number;
   readonly orders: ComponentOrder[];
+  /** The latest timestamp of its orders: the block's price must be fresh for it. */
+  latest: number;
+  /** Its place among windows made in this state (a map's insertion order): ties of `start` execute in it. */
+  readonly seq: number;
+  /** Its end has been reached (it stays closed: the stream time never goes back). */
+  closed: boolean;
 }
 
 export class MatcherState {
@@ -49,6 +55,16 @@ export class MatcherState {
   /** Priority-2 windows by `${symbol}@${start}`, open or closed but not yet priced. */
   readonly windows = new Map<string, Window>();
   streamTime = 0;
+  /**
+   * What lets a step look at only the windows whose fate it can change, not at all of them (a scan
+   * of every window on every price and order took most of the matcher's time with many symbols):
+   * the earliest end of a window not known to be closed, the closed windows waiting for a fresh
+   * price per symbol, and the closed windows this step changed (a new order, a new price).
+   */
+  openUntil = Number.POSITIVE_INFINITY;
+  readonly unpriced = new Map<string, Set<Window>>();
+  readonly touched = new Set<Window>();
+  windowSeq = 0;
 
   /** Every component order not executed yet. */
   pendingOrders(): ComponentOrder[] {
@@ -98,6 +114,7 @@ export class Matcher {
       state.prices.set(price.symbol, price);
       changes.prices.add(price.symbol);
       this.executeWaiting(state, price.symbol, changes, out);
+      for (const window of state.unpriced.get(price.symbol) ?? []) state.touched.add(window);
     }
     this.closeWindows(state, changes, out);
   }
@@ -124,9 +141,18 @@ export class Matcher {
     }
     const start = windowStart(order.timestamp, this.config.windowSeconds);
     const key = `${order.symbol}@${start}`;
-    const window = state.windows.get(key) ?? { symbol: order.symbol, start, orders: [] };
+    let window = state.windows.get(key);
+    if (window === undefined) {
+      const end = start + this.config.windowSeconds;
+      // A window made for a late order may be closed already: looked at in this step, with no scan.
+      window = { symbol: order.symbol, start, orders: [], latest: order.timestamp, seq: state.windowSeq++, closed: end <= state.streamTime };
+      state.windows.set(key, window);
+      if (!window.closed) state.openUntil = Math.min(state.openUntil, end);
+    }
     window.orders.push(order);
-    state.windows.set(key, window);
+    if (order.timestamp > window.latest) window.latest = order.timestamp;
+    // A late order in a closed window: the window may be priced now (fresh for a later order or not).
+    if (window.closed) state.touched.add(window);
   }
 
   /** Priority-1 orders of a symbol that the latest price makes executable. */
@@ -147,21 +173,41 @@ export class Matcher {
     else state.waiting.set(symbol, still);
   }
 
-  /** Closed windows with a fresh price become blocks, oldest window first. */
+  /**
+   * Closed windows with a fresh price become blocks, oldest window first (by start, then by when
+   * the window was made). Only windows this step can have changed are looked at: those it closed,
+   * and closed ones that got a new price or a late order. A closed window waiting for a price is
+   * not fresh until one of those happens to it, so it is left out without being looked at.
+   */
   private closeWindows(state: MatcherState, changes: StateChanges, out: Execution[]): void {
-    if (state.windows.size === 0) return;
-    let closed: [string, Window][] | undefined;
-    for (const entry of state.windows) {
-      if (entry[1].start + this.config.windowSeconds <= state.streamTime) (closed ??= []).push(entry);
+    if (state.streamTime < state.openUntil && state.touched.size === 0) return;
+    const candidates = [...state.touched];
+    state.touched.clear();
+    if (state.streamTime >= state.openUntil) {
+      let openUntil = Number.POSITIVE_INFINITY;
+      for (const window of state.windows.values()) {
+        if (window.closed) continue;
+        const end = window.start + this.config.windowSeconds;
+        if (end <= state.streamTime) {
+          window.closed = true;
+          candidates.push(window);
+        } else if (end < openUntil) openUntil = end;
+      }
+      state.openUntil = openUntil;
     }
-    if (closed === undefined) return;
-    closed.sort((a, b) => a[1].start - b[1].start);
-    for (const [key, window] of closed) {
-      const latestOrder = Math.max(...window.orders.map((o) => o.timestamp));
+    if (candidates.length > 1) candidates.sort((a, b) => a.start - b.start || a.seq - b.seq);
+    for (const window of candidates) {
       const price = state.prices.get(window.symbol);
-      if (!this.isFresh(price, latestOrder)) continue;
+      let unpriced = state.unpriced.get(window.symbol);
+      if (!this.isFresh(price, window.latest)) {
+        if (unpriced === undefined) state.unpriced.set(window.symbol, (unpriced = new Set()));
+        unpriced.add(window);
+        continue;
+      }
       out.push(this.executeBlock(window, price));
-      state.windows.delete(key);
+      state.windows.delete(`${window.symbol}@${window.start}`);
+      unpriced?.delete(window);
+      if (unpriced?.size === 0) state.unpriced.delete(window.symbol);
       for (const order of window.orders) changes.removed.add(order.component_order_id);
     }
   }
@@ -185,7 +231,7 @@ export class Matcher {
     };
   }
 
-  executeBlock(window: Window, price: PriceTick): Execution {
+  executeBlock(window: Pick<Window, 'symbol' | 'orders'>, price: PriceTick): Execution {
     let net = 0n;
     for (const order of window.orders) net += order.order_type === 'BUY' ? toMicros(order.amount) : -toMicros(order.amount);
     const side = net > 0n ? 'BUY' : net < 0n ? 'SELL' : 'FLAT';

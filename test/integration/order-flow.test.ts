@@ -250,8 +250,14 @@ describe('order flow under failure', () => {
     const group = uniqueName('it');
     const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTIONAL_PRODUCER: 'instance' };
     const fillsEnv = { GROUP_ID: `${group}-fills`, TRANSACTIONAL_PRODUCER: 'instance' };
-    const matchers = [await startService('order-matcher', matcherEnv), await startService('order-matcher', matcherEnv)];
-    const fillPublishers = [await startService('fill-publisher', fillsEnv), await startService('fill-publisher', fillsEnv)];
+    // The second of each fetches with the Kafka client's consumer, the others with the lean reader:
+    // both in one group, handing partitions to each other.
+    const clientReader = { KAFKA_STAGE_READER: 'kafkajs' };
+    const matchers = [await startService('order-matcher', matcherEnv), await startService('order-matcher', { ...matcherEnv, ...clientReader })];
+    const fillPublishers = [await startService('fill-publisher', fillsEnv), await startService('fill-publisher', { ...fillsEnv, ...clientReader })];
+    const readers = (service: ServiceProcess) =>
+      service.output().split('\n').filter((line) => line.includes('fetches the stage') && line.includes('"reader"')).map((line) => (JSON.parse(line) as { reader: string }).reader);
+
     const { expected, feed } = await startRun(33, 2_500);
     const assigned = async (service: ServiceProcess, groupId: string) => (await service.metrics()).extra[`assigned:${groupId}`] ?? 0;
 
@@ -259,6 +265,11 @@ describe('order flow under failure', () => {
     for (const [services, groupId] of [[matchers, matcherEnv.GROUP_ID], [fillPublishers, `${fillsEnv.GROUP_ID}-fill`], [fillPublishers, `${fillsEnv.GROUP_ID}-positions`]] as const) {
       for (const service of services) await waitFor(`${groupId}: both instances assigned partitions`, async () => ((await assigned(service, groupId)) > 0 ? true : undefined), 120_000, 100);
     }
+    expect(readers(matchers[0]!)).toEqual(['wire']);
+    expect(readers(matchers[1]!)).toEqual(['kafkajs']);
+    // fill-publisher runs two stages: fills from executions, positions from fills.
+    expect(readers(fillPublishers[0]!)).toEqual(['wire', 'wire']);
+    expect(readers(fillPublishers[1]!)).toEqual(['kafkajs', 'kafkajs']);
     await waitFor('order-matcher a quarter through', async () => ((await producedBy(matchers[0]!)) + (await producedBy(matchers[1]!)) > expected.size / 4 ? true : undefined), 300_000, 100);
     // A third instance of each joins (a rebalance while both others are transacting) ...
     const before = await assigned(matchers[0]!, matcherEnv.GROUP_ID);

@@ -66,6 +66,8 @@ export const kafkaEnv = {
   KAFKA_RESTORE_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
   /** What fetches the records of a materialized view (portfolio's accounts and prices): the lean reader following the group's assignment, or the Kafka client's consumer. */
   KAFKA_VIEW_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
+  /** What fetches the inputs of an exactly-once stage (order-matcher, fill-publisher, tick-deserializer): the lean reader following the group's assignment, or the Kafka client's consumer. */
+  KAFKA_STAGE_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
   TOPIC_PARTITIONS: envInt(1, 10_000).default(DEFAULT_PARTITIONS),
 };
 export type KafkaEnv = z.infer<z.ZodObject<typeof kafkaEnv>>;

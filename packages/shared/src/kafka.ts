@@ -14,10 +14,13 @@ import { committedReaderOptions, readCommitted, type CommittedReaderOptions } fr
  * What clients made by createKafka read with the lean reader (no SASL): changelogs in eachToEnd
  * (KAFKA_RESTORE_READER=wire), materialized views (KAFKA_VIEW_READER=wire, see view.ts).
  */
-const leanReaders = new WeakMap<Kafka, { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined }>();
+const leanReaders = new WeakMap<Kafka, { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined; readonly stage: CommittedReaderOptions | undefined }>();
 
 /** The lean reader's options for a view's fetching with this client, or undefined: the client's consumer fetches. */
 export const viewReader = (kafka: Kafka): CommittedReaderOptions | undefined => leanReaders.get(kafka)?.view;
+
+/** The lean reader's options for an exactly-once stage's fetching with this client, or undefined: the client's consumer fetches. */
+export const stageReader = (kafka: Kafka): CommittedReaderOptions | undefined => leanReaders.get(kafka)?.stage;
 
 export type { Kafka, Producer, Consumer, Admin, IHeaders, EachBatchPayload, PartitionAssigner } from 'kafkajs';
 export { CompressionTypes } from 'kafkajs';
@@ -97,7 +100,11 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
   const kafka = new Kafka(config);
   const lean = committedReaderOptions(env, config.clientId!);
   if (lean !== undefined) {
-    leanReaders.set(kafka, { restore: env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : lean, view: env.KAFKA_VIEW_READER === 'kafkajs' ? undefined : lean });
+    leanReaders.set(kafka, {
+      restore: env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : lean,
+      view: env.KAFKA_VIEW_READER === 'kafkajs' ? undefined : lean,
+      stage: env.KAFKA_STAGE_READER === 'kafkajs' ? undefined : lean,
+    });
   }
   return kafka;
 }

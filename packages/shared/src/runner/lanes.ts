@@ -1,10 +1,12 @@
 /** The consumer and its lanes: what is fetched queues per lane and is handed to the runner a lane at a time (see Lane). */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, EachBatchPayload, PartitionAssigner } from '../kafka.ts';
+import { stageReader, type Admin, type Consumer, type EachBatchPayload, type PartitionAssigner } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { RetryLog, untilSuccess } from '../retry.ts';
+import { CommittedFollower, type FollowedBatch } from '../wire/follower.ts';
+import { readStableOffsetsOf } from './offsets.ts';
 import type { RunnerOptions, RunningConsumer } from './options.ts';
-import type { ConsumedRecord, ProducedRecord, TopicPartition } from './records.ts';
+import { tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
 import { Stopped } from './retry.ts';
 
 const exitOnFatal = (): never => process.exit(1);
@@ -51,8 +53,28 @@ export function addCounts(metrics: ServiceMetrics, counts: BatchCounts): void {
   metrics.dlq += counts.dlq;
 }
 
+/** What a lane's batch may ask of whoever fetched it. */
+export interface BatchControl {
+  /** Fetching still runs (the runner is not stopping). */
+  isRunning(): boolean;
+  /** Its partition is fetched again from an earlier offset since (a rewind): it must not be committed. */
+  isStale(): boolean;
+  /** Tells the group this member is alive while a batch's work is retried. */
+  heartbeat(): Promise<void>;
+  /** Commits the group's offsets (the sink, at least once). */
+  commitOffsets(topics: { topic: string; partitions: { partition: number; offset: string }[] }[]): Promise<void>;
+}
+
+/** A batch fetched by the Kafka client's consumer. */
+const consumerControl = (payload: EachBatchPayload): BatchControl => ({
+  isRunning: payload.isRunning,
+  isStale: payload.isStale,
+  heartbeat: payload.heartbeat,
+  commitOffsets: (topics) => payload.commitOffsetsIfNecessary({ topics }),
+});
+
 export interface BatchContext {
-  readonly payload: EachBatchPayload;
+  readonly control: BatchControl;
   readonly source: TopicPartition;
   readonly records: ConsumedRecord[];
   /** The offset the fetch of this batch started at. */
@@ -138,7 +160,14 @@ function newRoom(): Lane['room'] {
 const batchBytes = (records: readonly ConsumedRecord[]) => records.reduce((sum, r) => sum + (r.value?.length ?? 0) + (r.key?.length ?? 0), 0);
 
 export function startConsumer(
-  options: RunnerOptions,
+  options: RunnerOptions & {
+    /**
+     * Who fetches: the lean reader following the group's assignment (the Kafka client's consumer
+     * keeps the membership with every partition paused), or that consumer. The lean reader unless
+     * KAFKA_STAGE_READER=kafkajs, SASL is on, or the runner commits the group's offsets itself.
+     */
+    readonly fetcher?: 'lean' | 'consumer';
+  },
   laneOf: (source: TopicPartition) => string,
   /**
    * Processes a lane's queued batches (in fetch order), committing them or throwing Stopped. With
@@ -164,6 +193,7 @@ export function startConsumer(
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
     ...(assigner === undefined ? {} : { partitionAssigners: [assigner] }),
   });
+  const lean = options.fetcher === 'consumer' ? undefined : stageReader(kafka);
   let stopping = false;
   /** Aborted on stop: ends a lane's wait for its commit interval. */
   const stopSignal = new AbortController();
@@ -197,8 +227,16 @@ export function startConsumer(
     if (stopping) return;
     for (const { source, offset } of from.values()) {
       logger.info({ ...source, offset: offset.toString() }, 'fetching again from the first uncommitted batch');
-      consumer.seek({ topic: source.topic, partition: source.partition, offset: offset.toString() });
+      if (follower === undefined) consumer.seek({ topic: source.topic, partition: source.partition, offset: offset.toString() });
+      else {
+        const at = positions.get(source.topic);
+        if (at === undefined || !at.has(source.partition)) continue;
+        at.set(source.partition, Number(offset));
+        rewoundAt.set(tpKey(source), ++handOvers);
+      }
     }
+    // The others go on from what their lanes have: fetched but not handed over is fetched again.
+    if (follower !== undefined && from.size > 0) follower.assign(positions);
   };
 
   /** processLane may take more of the lane into the transaction in hand (see RunnerOptions.transactionStreamMs). */
@@ -256,6 +294,74 @@ export function startConsumer(
     }
   };
 
+  /** Queues a fetched batch in its lane, and waits while that lane holds a lot (backpressure on fetching). */
+  const queue = async (source: TopicPartition, records: ConsumedRecord[], fetchedOffset: string, nextOffset: string, highWatermark: string, control: BatchControl) => {
+    const key = laneOf(source);
+    let lane = lanes.get(key);
+    if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, running: undefined, lastStart: -Infinity, room: newRoom() }));
+    lane.pending.push({ control, source, records, fetchedOffset, nextOffset, highWatermark, lane });
+    lane.pendingBytes += batchBytes(records);
+    lane.pendingRecords += records.length;
+    // The most any lane queued, and the largest batch: what bounds a lane's memory (README, Memory).
+    if (lane.pendingRecords > (metrics.extra['queued_records_peak'] ?? 0)) metrics.extra['queued_records_peak'] = lane.pendingRecords;
+    if (records.length > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = records.length;
+    kick(lane);
+    // Backpressure: fetch no further while this lane has a lot queued (in bytes, and in records
+    // when takes are bounded: a few takes' worth keeps it busy, more only holds memory).
+    while ((lane.pendingBytes > 2 * maxBytesPerPartition || lane.pendingRecords > maxQueuedRecords) && !stopping) await lane.room.promise;
+  };
+
+  /**
+   * With the lean reader: the next offset of each assigned partition after what was handed to its
+   * lane (where fetching goes on from when the follower starts over), and a count of hand-overs
+   * that tells a batch handed over before its partition was rewound (stale) from one after.
+   */
+  const positions = new Map<string, Map<number, number>>();
+  let handOvers = 0;
+  const rewoundAt = new Map<string, number>();
+  const fetchLog = new RetryLog(logger, 'fetching');
+  const follower =
+    lean === undefined
+      ? undefined
+      : new CommittedFollower(
+          {
+            ...lean,
+            headers: true,
+            maxWaitMs: options.fetchMaxWaitMs ?? 200,
+            partitionMaxBytes: maxBytesPerPartition,
+            maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
+            onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
+          },
+          async (batch: FollowedBatch) => {
+            fetchLog.recovered();
+            const at = positions.get(batch.topic);
+            const from = at?.get(batch.partition);
+            if (stopping || at === undefined || from === undefined) return;
+            at.set(batch.partition, batch.next);
+            // Only transaction markers or aborted records: nothing to process.
+            if (batch.records.length === 0) return;
+            const { topic, partition } = batch;
+            const records: ConsumedRecord[] = new Array(batch.records.length);
+            for (let i = 0; i < records.length; i++) {
+              const r = batch.records[i]!;
+              records[i] = { topic, partition, offset: String(r.offset), key: r.key, value: r.value, headers: r.headers ?? {}, timestamp: String(r.timestamp) };
+            }
+            const k = `${topic}-${partition}`;
+            const handOver = ++handOvers;
+            const control: BatchControl = {
+              isRunning: () => !stopping,
+              isStale: () => (rewoundAt.get(k) ?? 0) > handOver,
+              // The client's consumer fetches nothing, so its loop is free to heartbeat on its own.
+              heartbeat: async () => undefined,
+              commitOffsets: () => Promise.reject(new Error("the lean reader's batches are committed in transactions, not as the group's offsets")),
+            };
+            await queue({ topic, partition }, records, String(from), String(batch.next), String(batch.highWatermark), control);
+          },
+        );
+  /** Bumped by every join: only the latest one's committed offsets are followed from. */
+  let joins = 0;
+  const admin: Admin | undefined = follower === undefined ? undefined : kafka.admin();
+
   const kick = (lane: Lane) => {
     if (lane.running !== undefined) return;
     lane.running = drain(lane).finally(() => {
@@ -265,6 +371,13 @@ export function startConsumer(
   };
 
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    const join = ++joins;
+    if (follower !== undefined) {
+      // The lean reader fetches; the consumer only keeps this member in the group (it heartbeats while idle).
+      consumer.pause(topics.map((topic) => ({ topic })));
+      positions.clear();
+      follower.assign(positions);
+    }
     const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) =>
       partitions.map((partition) => ({ topic, partition })),
     );
@@ -276,6 +389,23 @@ export function startConsumer(
     // so what was queued is fetched again; what is in flight finishes or fails on its own.
     for (const lane of lanes.values()) dropPending(lane);
     void onAssignment(assigned, lanes, { generationId: payload.generationId, memberId: payload.memberId }).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
+    if (follower !== undefined && admin !== undefined) {
+      // From the group's committed offsets, read as a transactional stage must read them (an open
+      // transaction's offsets are waited for): what is below them is done.
+      void untilSuccess('reading the committed offsets to fetch from', logger, () => readStableOffsetsOf(admin, groupId, assigned), options.retryMaxMs).then(
+        (committed) => {
+          if (join !== joins || stopping) return;
+          for (const tp of assigned) {
+            let at = positions.get(tp.topic);
+            if (at === undefined) positions.set(tp.topic, (at = new Map()));
+            at.set(tp.partition, Number(committed.get(tpKey(tp)) ?? 0n));
+          }
+          logger.info({ groupId, from: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) }, 'fetching from the committed offsets');
+          follower.assign(positions);
+        },
+        (err: unknown) => logger.error({ err, groupId }, 'reading the committed offsets failed'),
+      );
+    }
   });
   const crashes = new RetryLog(logger, 'consuming');
   consumer.on(consumer.events.CRASH, ({ payload }) => {
@@ -293,34 +423,26 @@ export function startConsumer(
 
   const start = async (): Promise<RunningConsumer> => {
     await untilSuccess('joining Kafka', logger, async () => {
+      await admin?.connect();
       await consumer.connect();
       await consumer.subscribe({ topics: [...topics], fromBeginning: true });
     }, options.retryMaxMs);
+    logger.info({ groupId, reader: follower === undefined ? 'kafkajs' : 'wire' }, follower === undefined ? "the Kafka client's consumer fetches the stage's inputs" : "the lean reader fetches the stage's inputs; the Kafka client's consumer keeps the group membership");
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 6,
       eachBatch: async (payload) => {
         const { batch } = payload;
-        // Stale: a seek is pending for this partition, so this batch is from before it.
-        if (batch.isEmpty() || stopping || payload.isStale()) return;
+        // Stale: a seek is pending for this partition, so this batch is from before it. With the
+        // lean reader nothing is fetched here (every partition is paused) but what a fetch sent
+        // before the pause brought.
+        if (follower !== undefined || batch.isEmpty() || stopping || payload.isStale()) return;
         const source = { topic: batch.topic, partition: batch.partition };
         const records = batch.messages.map((m) => toConsumed(batch.topic, batch.partition, m));
         const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
-        const key = laneOf(source);
-        let lane = lanes.get(key);
-        if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, running: undefined, lastStart: -Infinity, room: newRoom() }));
-        lane.pending.push({ payload, source, records, fetchedOffset: String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, highWatermark: batch.highWatermark, lane });
-        lane.pendingBytes += batchBytes(records);
-        lane.pendingRecords += records.length;
-        // The most any lane queued, and the largest batch: what bounds a lane's memory (README, Memory).
-        if (lane.pendingRecords > (metrics.extra['queued_records_peak'] ?? 0)) metrics.extra['queued_records_peak'] = lane.pendingRecords;
-        if (records.length > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = records.length;
         payload.resolveOffset(batch.lastOffset());
-        kick(lane);
-        // Backpressure: fetch no further while this lane has a lot queued (in bytes, and in records
-        // when takes are bounded: a few takes' worth keeps it busy, more only holds memory).
-        while ((lane.pendingBytes > 2 * maxBytesPerPartition || lane.pendingRecords > maxQueuedRecords) && !stopping) await lane.room.promise;
+        await queue(source, records, String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, batch.highWatermark, consumerControl(payload));
       },
     });
     logger.info({ groupId, topics }, 'consuming');
@@ -333,8 +455,10 @@ export function startConsumer(
         // the group in stop(), and with one producer per instance a commit after that is refused
         // (UNKNOWN_MEMBER_ID) and the batch is done again by the next owner.
         await Promise.all([...lanes.values()].map((lane) => lane.running));
+        await follower?.stop();
         await consumer.stop();
         await consumer.disconnect();
+        await admin?.disconnect().catch(() => undefined);
         await onStop();
         logger.info({ groupId }, 'consumer stopped');
       },

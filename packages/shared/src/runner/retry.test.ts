@@ -52,7 +52,7 @@ describe('retrying: one log per outage across lanes', () => {
   const context = (partition: number): RetryContext => ({
     source: { topic: 'prices', partition },
     lane: { revoked: false },
-    payload: { isRunning: () => true, isStale: () => false, heartbeat: async () => undefined },
+    control: { isRunning: () => true, isStale: () => false, heartbeat: async () => undefined },
   });
   const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8086'), { code: 'ECONNREFUSED' });
 

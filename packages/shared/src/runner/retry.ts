@@ -46,7 +46,7 @@ export const isAny = (error: unknown, codes: readonly string[]) => [...errorType
 export interface RetryContext {
   readonly source: TopicPartition;
   readonly lane: { readonly revoked: boolean };
-  readonly payload: { isRunning(): boolean; isStale(): boolean; heartbeat(): Promise<void> };
+  readonly control: { isRunning(): boolean; isStale(): boolean; heartbeat(): Promise<void> };
 }
 
 /**
@@ -106,7 +106,7 @@ export async function retrying(
   try {
     let backoff = INITIAL_BACKOFF_MS;
     for (;;) {
-      if (isStopping() || ctx.lane.revoked || !ctx.payload.isRunning() || ctx.payload.isStale()) throw new Stopped();
+      if (isStopping() || ctx.lane.revoked || !ctx.control.isRunning() || ctx.control.isStale()) throw new Stopped();
       try {
         await attempt();
         succeeded = true;
@@ -125,7 +125,7 @@ export async function retrying(
         while (Date.now() < until && !isStopping()) {
           await sleep(Math.min(250, until - Date.now()));
           try {
-            await ctx.payload.heartbeat();
+            await ctx.control.heartbeat();
           } catch (heartbeatError) {
             if (isAny(heartbeatError, REBALANCING)) throw new Stopped();
           }

@@ -26,9 +26,7 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
     });
     options.metrics.consumed += ctx.records.length;
     await retrying('offset commit', ctx, options, isStopping, () =>
-      ctx.payload.commitOffsetsIfNecessary({
-        topics: [{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }],
-      }),
+      ctx.control.commitOffsets([{ topic: ctx.source.topic, partitions: [{ partition: ctx.source.partition, offset: ctx.nextOffset }] }]),
     );
   };
   const onAssignment = async (assigned: readonly TopicPartition[]) => {
@@ -38,5 +36,6 @@ export async function runSink(options: SinkOptions): Promise<RunningConsumer> {
     for (const producer of producers.values()) await (await producer.catch(() => undefined))?.disconnect().catch(() => undefined);
   };
   // A write is not a transaction: it takes what is queued (transactionStreamMs is for the exactly-once runners).
-  return startConsumer({ ...options, transactionStreamMs: 0 }, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
+  // It commits the group's offsets itself, so the Kafka client's consumer fetches.
+  return startConsumer({ ...options, transactionStreamMs: 0, fetcher: 'consumer' }, (tp) => `${tp.topic}-${tp.partition}`, processLane, onAssignment, onStop);
 }

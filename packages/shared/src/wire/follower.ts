@@ -22,15 +22,19 @@ import {
   type CommittedReaderOptions,
   type FetchSettings,
 } from './committed-reader.ts';
-import { completeBatches, visitCommittedRecords } from './record-batches.ts';
+import { completeBatches, readHeaders, visitCommittedRecords } from './record-batches.ts';
 
 const OFFSET_OUT_OF_RANGE = 1;
 
 export interface FollowedRecord {
   readonly offset: number;
-  /** Views of the fetch response: copy what must outlive the batch. */
+  /** Views of the fetch response (or of a decompressed copy): nothing reuses their bytes, so keeping one keeps that response. */
   readonly key: Buffer | null;
   readonly value: Buffer | null;
+  /** Epoch milliseconds. */
+  readonly timestamp: number;
+  /** Only when the follower was made with `headers: true`. */
+  readonly headers?: Record<string, Buffer | Buffer[] | undefined>;
 }
 
 export interface FollowedBatch {
@@ -48,6 +52,7 @@ export type Starts = ReadonlyMap<string, ReadonlyMap<number, number>>;
 
 export class CommittedFollower {
   private readonly options: CommittedReaderOptions;
+  private readonly headers: boolean;
   private readonly deliver: (batch: FollowedBatch) => Promise<void>;
   private readonly settings: FetchSettings;
   private readonly bootstrap: readonly { host: string; port: number }[];
@@ -65,8 +70,9 @@ export class CommittedFollower {
    * `deliver` gets each partition's fetched batches in order and is awaited before that fetch's
    * next partition is handed over; if it throws, what it was given is fetched again.
    */
-  constructor(options: CommittedReaderOptions, deliver: (batch: FollowedBatch) => Promise<void>) {
+  constructor(options: CommittedReaderOptions & { readonly headers?: boolean }, deliver: (batch: FollowedBatch) => Promise<void>) {
     this.options = options;
+    this.headers = options.headers ?? false;
     this.deliver = deliver;
     this.settings = {
       maxWaitMs: options.maxWaitMs ?? 200,
@@ -205,8 +211,10 @@ export class CommittedFollower {
         const f = moved[i]!;
         const from = offsets.get(f.topic)!.get(f.partition)!;
         const records: FollowedRecord[] = [];
-        visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl) => {
-          records.push({ offset, key: kl < 0 ? null : data.subarray(ks, ks + kl), value: vl < 0 ? null : data.subarray(vs, vs + vl) });
+        visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
+          const key = kl < 0 ? null : data.subarray(ks, ks + kl);
+          const value = vl < 0 ? null : data.subarray(vs, vs + vl);
+          records.push(this.headers ? { offset, key, value, timestamp, headers: readHeaders(data, headersAt) } : { offset, key, value, timestamp });
         });
         try {
           await this.deliver({ topic: f.topic, partition: f.partition, records, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });

@@ -1,6 +1,6 @@
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { completeBatches, RecordBatchError, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
+import { completeBatches, readHeaders, RecordBatchError, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
 
 // Record batches (format v2) built here byte by byte, as Kafka's log holds them.
 function varint(n: number): number[] {
@@ -94,7 +94,77 @@ function read(records: Buffer, aborted: AbortedTransaction[] = [], from = 0) {
   return { seen, next };
 }
 
+/** A zigzag varlong of any safe integer (varint() above is 32-bit). */
+function varlong(n: number): number[] {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  const out: number[] = [];
+  while (z > 0x7f) {
+    out.push((z % 128) | 0x80);
+    z = Math.floor(z / 128);
+  }
+  out.push(z);
+  return out;
+}
+
+/** A record with a given timestamp delta and headers (name, value or null), as the log holds it. */
+function recordWith(offsetDelta: number, value: string, timestampDelta: number, headers: readonly (readonly [string, string | null])[]): Buffer {
+  const v = Buffer.from(value);
+  const body = Buffer.from([
+    0,
+    ...varlong(timestampDelta),
+    ...varint(offsetDelta),
+    ...varint(-1),
+    ...varint(v.length),
+    ...v,
+    ...varint(headers.length),
+    ...headers.flatMap(([name, hv]) => [...varint(Buffer.byteLength(name)), ...Buffer.from(name), ...(hv === null ? varint(-1) : [...varint(Buffer.byteLength(hv)), ...Buffer.from(hv)])]),
+  ]);
+  return Buffer.concat([Buffer.from(varint(body.length)), body]);
+}
+
 describe('visitCommittedRecords', () => {
+  it("gives each record's timestamp (the producer's, or the broker's for log append time) and its headers", () => {
+    const payload = Buffer.concat([
+      recordWith(0, 'a', 0, []),
+      recordWith(1, 'b', 1_234, [['applied', '1'], ['reason', 'not JSON: é']]),
+      // A delta beyond 32 bits, a header without a value, a name given twice.
+      recordWith(2, 'c', 5_000_000_000, [['x', null], ['dup', 'one'], ['dup', 'two']]),
+    ]);
+    const header = batch({ baseOffset: 40, records: [{ key: 'k', value: 'v' }, { key: 'k', value: 'v' }, { key: 'k', value: 'v' }] }).subarray(0, 61);
+    const createTime = Buffer.concat([header, payload]);
+    createTime.writeInt32BE(61 - 12 + payload.length, 8);
+    createTime.writeBigInt64BE(1_700_000_000_000n, 27);
+    createTime.writeBigInt64BE(1_700_000_009_999n, 35);
+    const seen: { offset: number; value: string; timestamp: number; headers: Record<string, unknown> }[] = [];
+    const visit = (offset: number, data: Buffer, _ks: number, _kl: number, vs: number, vl: number, timestamp: number, headersAt: number) => {
+      const headers = Object.fromEntries(Object.entries(readHeaders(data, headersAt)).map(([n, h]) => [n, Array.isArray(h) ? h.map(String) : h === undefined ? null : String(h)]));
+      seen.push({ offset, value: data.toString('utf8', vs, vs + vl), timestamp, headers });
+    };
+    visitCommittedRecords(createTime, [], 0, visit);
+    expect(seen).toEqual([
+      { offset: 40, value: 'a', timestamp: 1_700_000_000_000, headers: {} },
+      { offset: 41, value: 'b', timestamp: 1_700_000_001_234, headers: { applied: '1', reason: 'not JSON: é' } },
+      { offset: 42, value: 'c', timestamp: 1_705_000_000_000, headers: { x: null, dup: ['one', 'two'] } },
+    ]);
+    // Log append time: every record has the batch's max timestamp, the broker's.
+    const appendTime = Buffer.from(createTime);
+    appendTime.writeInt16BE(0x08, 21);
+    seen.length = 0;
+    visitCommittedRecords(appendTime, [], 0, visit);
+    expect(seen.map((r) => r.timestamp)).toEqual([1_700_000_009_999, 1_700_000_009_999, 1_700_000_009_999]);
+    // Compressed: the timestamps and headers of the decompressed records.
+    const gzipped = Buffer.concat([header, gzipSync(payload)]);
+    gzipped.writeInt32BE(61 - 12 + gzipped.length - 61, 8);
+    gzipped.writeInt16BE(1, 21);
+    seen.length = 0;
+    visitCommittedRecords(gzipped, [], 0, visit);
+    expect(seen.map((r) => [r.offset, r.timestamp, r.headers])).toEqual([
+      [40, 1_700_000_000_000, {}],
+      [41, 1_700_000_001_234, { applied: '1', reason: 'not JSON: é' }],
+      [42, 1_705_000_000_000, { x: null, dup: ['one', 'two'] }],
+    ]);
+  });
+
   it('gives every record with its offset, key and value, nulls and headers too, and the offset after the last batch', () => {
     const records = Buffer.concat([
       batch({ baseOffset: 0, records: [{ key: 'a', value: '{"n":1}' }, { key: null, value: 'x'.repeat(300), headers: 2 }] }),

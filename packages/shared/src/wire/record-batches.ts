@@ -19,7 +19,18 @@ export interface AbortedTransaction {
  * (length -1: null). The bytes are the fetch response's (or a decompressed copy): copy what must
  * outlive the call.
  */
-export type RecordVisitor = (offset: number, data: Buffer, keyStart: number, keyLength: number, valueStart: number, valueLength: number) => void;
+export type RecordVisitor = (
+  offset: number,
+  data: Buffer,
+  keyStart: number,
+  keyLength: number,
+  valueStart: number,
+  valueLength: number,
+  /** Epoch milliseconds: the producer's (create time) or the broker's (log append time). */
+  timestamp: number,
+  /** Where the record's headers start in `data` (see readHeaders). */
+  headersAt: number,
+) => void;
 
 export class RecordBatchError extends Error {
   override readonly name = 'RecordBatchError';
@@ -31,12 +42,15 @@ const BATCH_LENGTH = 8; // int32: bytes after this field
 const MAGIC = 16;
 const ATTRIBUTES = 21;
 const LAST_OFFSET_DELTA = 23;
+const FIRST_TIMESTAMP = 27;
+const MAX_TIMESTAMP = 35;
 const PRODUCER_ID = 43;
 const RECORD_COUNT = 57;
 const RECORDS = 61;
 const LOG_OVERHEAD = 12; // base offset + batch length
 
 const COMPRESSION_MASK = 0x07;
+const LOG_APPEND_TIME = 0x08;
 const TRANSACTIONAL = 0x10;
 const CONTROL = 0x20;
 const CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
@@ -71,6 +85,41 @@ function readVarint(data: Buffer, position: { at: number }): number {
   }
   position.at = at;
   return (value >>> 1) ^ -(value & 1);
+}
+
+/** Reads the varlong (zigzag) at `at` as a number: exact up to 2^53 (a timestamp delta). */
+function readVarlong(data: Buffer, position: { at: number }): number {
+  let at = position.at;
+  let byte = data[at++]!;
+  let value = byte & 0x7f;
+  let scale = 128;
+  for (let n = 0; byte & 0x80; n++) {
+    if (n > 9) throw new RecordBatchError('a varlong longer than 10 bytes');
+    byte = data[at++]!;
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+  }
+  position.at = at;
+  return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+}
+
+/** A record's headers (from RecordVisitor's `headersAt`): a name given twice has its values in order. */
+export function readHeaders(data: Buffer, at: number): Record<string, Buffer | Buffer[] | undefined> {
+  const position = { at };
+  const count = readVarint(data, position);
+  const headers: Record<string, Buffer | Buffer[] | undefined> = {};
+  for (let i = 0; i < count; i++) {
+    const nameLength = readVarint(data, position);
+    const name = data.toString('utf8', position.at, position.at + nameLength);
+    position.at += nameLength;
+    const valueLength = readVarint(data, position);
+    const value = valueLength < 0 ? undefined : data.subarray(position.at, position.at + valueLength);
+    if (valueLength > 0) position.at += valueLength;
+    const known = headers[name];
+    if (!Object.hasOwn(headers, name)) headers[name] = value;
+    else if (value !== undefined) headers[name] = Array.isArray(known) ? [...known, value] : known === undefined ? value : [known, value];
+  }
+  return headers;
 }
 
 function skipVarint(data: Buffer, position: { at: number }): void {
@@ -142,6 +191,8 @@ export function visitCommittedRecords(records: Buffer, aborted: readonly Aborted
       continue;
     }
     const count = records.readInt32BE(at + RECORD_COUNT);
+    const logAppendTime = (attributes & LOG_APPEND_TIME) !== 0;
+    const firstTimestamp = Number(records.readBigInt64BE(at + (logAppendTime ? MAX_TIMESTAMP : FIRST_TIMESTAMP)));
     const codec = attributes & COMPRESSION_MASK;
     let data = records;
     position.at = at + RECORDS;
@@ -156,15 +207,16 @@ export function visitCommittedRecords(records: Buffer, aborted: readonly Aborted
       const recordEnd = position.at + length;
       if (recordEnd > end) throw new RecordBatchError(`a record at offset ${baseOffset} + ${i} runs past its batch`);
       position.at += 1; // attributes
-      skipVarint(data, position); // timestamp delta
+      const timestampDelta = readVarlong(data, position);
       const offset = baseOffset + readVarint(data, position);
       const keyLength = readVarint(data, position);
       const keyStart = position.at;
       if (keyLength > 0) position.at += keyLength;
       const valueLength = readVarint(data, position);
       const valueStart = position.at;
-      if (offset >= from) visit(offset, data, keyStart, keyLength, valueStart, valueLength);
-      position.at = recordEnd; // headers are not read
+      if (valueLength > 0) position.at += valueLength;
+      if (offset >= from) visit(offset, data, keyStart, keyLength, valueStart, valueLength, logAppendTime ? firstTimestamp : firstTimestamp + timestampDelta, position.at);
+      position.at = recordEnd;
     }
     at = batchEnd;
   }

@@ -22,6 +22,7 @@ import {
   ServiceMetrics,
   slotOf,
   TOPICS,
+  type ConsumedRecord,
   type Kafka,
   type RunningConsumer,
   type TransformOptions,
@@ -355,6 +356,33 @@ describe('exactly-once runner', () => {
     expect(metrics.retries).toBe(0);
     expect(settled.length).toBe(copied.length);
     expect(settled.map((r) => r.value.toString()).sort()).toEqual(Array.from({ length: 2_000 }, (_, i) => `b${i}`).sort());
+  });
+
+  it('streaming: a member joining while a transaction takes piece after piece (its partitions fetched again from the committed offsets) repeats nothing', async () => {
+    const group = uniqueName('it-runner');
+    const metrics = new ServiceMetrics('it-runner');
+    await produceBacklog(3_000);
+    const slow = {
+      transactionStreamMs: 60_000,
+      maxRecordsPerTransaction: 100,
+      // 100 ms a piece: the 30 pieces of the backlog take 3 s, and the join comes in the middle.
+      handle: async (records: readonly ConsumedRecord[]) => {
+        await sleep(100);
+        return records.map((r) => ({ topic: TOPICS.prices, key: r.key?.toString() ?? null, value: r.value?.toString() ?? '' }));
+      },
+    };
+    const handled = { count: 0 };
+    await copyStage(kafka, 0, metrics, group, { ...slow, handle: async (records) => ((handled.count += records.length), slow.handle(records)) });
+    // The first transaction is some pieces in (it commits after 60 s or once the lane is empty).
+    await waitFor('the first transaction to be a few pieces in', async () => (handled.count >= 300 ? true : undefined), 120_000, 20);
+    // A second member: the group rebalances, and a member keeping its partitions fetches them again
+    // from the committed offsets, below what the transaction in hand took.
+    await copyStage(kafka, 0, new ServiceMetrics('it-runner'), group, slow);
+    const copied = await readTopic(kafka, TOPICS.prices, 3_000, 180_000);
+    await sleep(3_000);
+    const settled = await readTopic(kafka, TOPICS.prices, 3_000);
+    expect(settled.length).toBe(copied.length);
+    expect(settled.map((r) => r.value.toString()).sort()).toEqual(Array.from({ length: 3_000 }, (_, i) => `b${i}`).sort());
   });
 
   it('stops at once while a transaction waits for its commit interval, and the record is not lost', async () => {

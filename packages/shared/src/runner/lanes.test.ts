@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
+import { followingTaken, runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
 
 describe('takeUpTo (records per transaction)', () => {
   // Offsets with gaps, as transaction markers leave them.
@@ -48,5 +48,25 @@ describe('runsBySource', () => {
       [1, '7', '8', ['7']],
       [0, '4', '6', ['4', '5']],
     ]);
+  });
+});
+
+describe('followingTaken (a streaming transaction takes only what follows what it holds)', () => {
+  const entry = (partition: number, offsets: number[]) => ({
+    source: { topic: 't', partition },
+    records: offsets.map((o) => ({ offset: String(o) })),
+    fetchedOffset: String(offsets[0]),
+    nextOffset: String(offsets[offsets.length - 1]! + 1),
+  });
+  const shape = (es: ReturnType<typeof entry>[]) => es.map((e) => `${e.source.partition}:${e.records.map((r) => r.offset).join(',')} from ${e.fetchedOffset}`);
+
+  it('after a rejoin fetched a partition again from before the transaction: leaves out what it took, keeps what is new', () => {
+    const through = new Map<string, bigint>();
+    expect(shape(followingTaken([entry(0, [0, 1, 2]), entry(1, [10, 11])], through))).toEqual(['0:0,1,2 from 0', '1:10,11 from 10']);
+    // Partition 0 again from 0 (the committed offset), with more after it; partition 1 moving on.
+    expect(shape(followingTaken([entry(0, [0, 1]), entry(0, [2, 3, 4]), entry(1, [12])], through))).toEqual(['0:3,4 from 3', '1:12 from 12']);
+    expect(through).toEqual(new Map([['t-0', 5n], ['t-1', 13n]]));
+    // Nothing new: nothing taken.
+    expect(followingTaken([entry(0, [1, 2, 3, 4])], through)).toEqual([]);
   });
 });

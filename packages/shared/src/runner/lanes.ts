@@ -119,6 +119,33 @@ export function takeUpTo<B extends { readonly records: readonly { readonly offse
   return { taken, rest };
 }
 
+/**
+ * What of a streaming transaction's next piece follows what it holds already. `through` holds,
+ * per topic-partition, the offset after the last record the transaction took, and is moved on.
+ * After a rejoin, the lane's partitions are fetched again from the committed offsets, which do
+ * not include the transaction in hand yet: the records it took come again, and taking them a
+ * second time would produce their outputs twice in one transaction.
+ */
+export function followingTaken<B extends { readonly source: TopicPartition; readonly records: readonly { readonly offset: string }[]; readonly nextOffset: string; readonly fetchedOffset: string }>(
+  entries: readonly B[],
+  through: Map<string, bigint>,
+): B[] {
+  const out: B[] = [];
+  for (const entry of entries) {
+    const key = `${entry.source.topic}-${entry.source.partition}`;
+    const after = through.get(key);
+    const next = BigInt(entry.nextOffset);
+    if (after !== undefined && next <= after) continue;
+    let kept = entry;
+    if (after !== undefined && entry.records.length > 0 && BigInt(entry.records[0]!.offset) < after) {
+      kept = { ...entry, records: entry.records.filter((r) => BigInt(r.offset) >= after) as B['records'], fetchedOffset: after.toString() };
+    }
+    through.set(key, next);
+    out.push(kept);
+  }
+  return out;
+}
+
 /** Splits a lane's batches into runs of the same topic-partition, in order. */
 export function runsBySource(entries: readonly BatchContext[]): BatchContext[] {
   const runs: BatchContext[][] = [];
@@ -272,10 +299,12 @@ export function startConsumer(
       // What the transaction took, without the records (they are let go once processed): where to
       // fetch again from if it fails, and each partition's lag once it committed.
       const taken = entries.map(({ source, fetchedOffset, nextOffset, highWatermark }) => ({ source, fetchedOffset, nextOffset, highWatermark }));
+      const through = new Map<string, bigint>();
+      followingTaken(entries, through);
       const more = streaming
         ? () => {
             if (lane.pending.length === 0 || stopping || lane.revoked) return undefined;
-            const next = takePending(lane);
+            const next = followingTaken(takePending(lane), through);
             for (const { source, fetchedOffset, nextOffset, highWatermark } of next) taken.push({ source, fetchedOffset, nextOffset, highWatermark });
             return next;
           }
@@ -451,11 +480,12 @@ export function startConsumer(
         stopping = true;
         stopSignal.abort();
         for (const lane of lanes.values()) dropPending(lane);
+        // Nothing more is fetched (a hand-over waiting for room was let go by dropPending).
+        await follower?.stop();
         // The transactions in hand finish while this member is still in the group: kafkajs leaves
         // the group in stop(), and with one producer per instance a commit after that is refused
         // (UNKNOWN_MEMBER_ID) and the batch is done again by the next owner.
         await Promise.all([...lanes.values()].map((lane) => lane.running));
-        await follower?.stop();
         await consumer.stop();
         await consumer.disconnect();
         await admin?.disconnect().catch(() => undefined);

@@ -43,7 +43,8 @@ export type { ConsumedRecord, ProducedRecord, RecordHeaders, TopicPartition } fr
 export { partitionFor, produceChunks } from './records.ts';
 export type { RunnerOptions, RunningConsumer, SinkOptions, TransformOptions } from './options.ts';
 export { takeUpTo } from './lanes.ts';
-export { readStableOffsets, runTransform } from './transactions.ts';
+export { readStableOffsets } from './offsets.ts';
+export { runTransform } from './transactions.ts';
 export { runSink } from './sink.ts';
 export { APPLIED_HEADER, restoreAll, runStateful } from './stateful.ts';
 export type { StatefulHandler, StatefulOptions, StateRestorer, StateUpdate, TaskOffsets } from './stateful.ts';

@@ -299,8 +299,8 @@ export function startConsumer(
       // What the transaction took, without the records (they are let go once processed): where to
       // fetch again from if it fails, and each partition's lag once it committed.
       const taken = entries.map(({ source, fetchedOffset, nextOffset, highWatermark }) => ({ source, fetchedOffset, nextOffset, highWatermark }));
-      const through = new Map<string, bigint>();
-      followingTaken(entries, through);
+      /** Per topic-partition, the offset after the last record this transaction took. */
+      const through = new Map(entries.map((e) => [tpKey(e.source), BigInt(e.nextOffset)] as const));
       const more = streaming
         ? () => {
             if (lane.pending.length === 0 || stopping || lane.revoked) return undefined;

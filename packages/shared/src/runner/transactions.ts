@@ -15,8 +15,6 @@ import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type To
 import { errorTypes, FENCED, isAny, REBALANCING, retrying, Stopped, withTimeout } from './retry.ts';
 import { readStableOffsets, readStableOffsetsOf } from './offsets.ts';
 
-export { readStableOffsets, readStableOffsetsOf };
-
 /**
  * A producer for one owner's transactions. A slot's id is the same in every process, so a new owner
  * fences the old one; an instance's id is its own (see openInstanceOwner).

@@ -7,10 +7,10 @@
  * finds its store again and leaves no directory behind. The claim is a lock file holding the
  * owner's pid, linked into place (which fails if one is there): of two processes starting at once
  * only one gets a directory. A lock whose process is gone (SIGKILL, a crash, a container started
- * again as pid 1) is taken over: it is first renamed aside, which only one taker can do, and put
- * back if it turns out to be a lock another taker had just written.
+ * again as pid 1) is taken over: removed under a takeover lock (one taker at a time) if it still
+ * names the dead owner, then claimed like a free one.
  */
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface ClaimedDirectory {
@@ -52,27 +52,40 @@ function takeLock(lock: string): boolean {
     const owner = readPid(lock);
     if (owner === undefined) continue; // released meanwhile: try again
     if (owner !== process.pid && isAlive(owner)) return false;
-    // A lock no live process holds: moved aside, so that of two takers only one gets it.
-    const aside = `${lock}.${process.pid}.stale`;
-    try {
-      renameSync(lock, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw error;
-    }
-    const moved = readPid(aside);
-    if (moved !== owner && moved !== undefined && isAlive(moved)) {
-      // Another taker's fresh lock, written after this one read the dead owner's: put it back.
-      try {
-        linkSync(aside, lock);
-      } finally {
-        rmSync(aside, { force: true });
-      }
-      return false;
-    }
-    rmSync(aside, { force: true });
+    // A lock no live process holds. It is removed under a takeover lock of its own, and only if it
+    // still names that dead owner when read again there: no taker ever removes a lock a live
+    // process wrote (renaming it aside did, when a third process linked a lock in meanwhile).
+    if (!withTakeover(lock, () => {
+      if (readPid(lock) === owner) rmSync(lock, { force: true });
+    })) return false;
   }
   return false;
+}
+
+/** A takeover lock left by a taker that died in it is older than this (a takeover takes microseconds). */
+const STALE_TAKEOVER_MS = 10_000;
+
+/** Runs `fn` holding `<lock>.takeover`; false if another taker holds it now. */
+function withTakeover(lock: string, fn: () => void): boolean {
+  const takeover = `${lock}.takeover`;
+  if (!createLock(takeover)) {
+    let age: number;
+    try {
+      age = Date.now() - statSync(takeover).mtimeMs;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true; // done meanwhile: try again
+      throw error;
+    }
+    if (age < STALE_TAKEOVER_MS) return false;
+    rmSync(takeover, { force: true });
+    if (!createLock(takeover)) return false;
+  }
+  try {
+    fn();
+  } finally {
+    rmSync(takeover, { force: true });
+  }
+  return true;
 }
 
 /** Written aside and linked into place, so that no one ever reads a lock without its pid. */

@@ -109,15 +109,11 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
             partitionMaxBytes: 4 * 1024 * 1024,
             maxBytes: 16 * 1024 * 1024,
             onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
+            makeRecord: (_topic, _partition, offset, key, value): ViewRecord => ({ offset: String(offset), key, value }),
           },
-          (batch: FollowedBatch) => {
+          (batch: FollowedBatch<ViewRecord>) => {
             fetchLog.recovered();
-            const records: ViewRecord[] = new Array(batch.records.length);
-            for (let i = 0; i < records.length; i++) {
-              const r = batch.records[i]!;
-              records[i] = { offset: String(r.offset), key: r.key, value: r.value };
-            }
-            return received({ topic: batch.topic, partition: batch.partition }, records, BigInt(batch.next), BigInt(batch.highWatermark), async () => undefined, () => false);
+            return received({ topic: batch.topic, partition: batch.partition }, batch.records, BigInt(batch.next), BigInt(batch.highWatermark), async () => undefined, () => false);
           },
         );
   /** Bumped by every assignment: a later one's starts win. */

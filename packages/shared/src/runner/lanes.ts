@@ -4,6 +4,7 @@ import { stageReader, type Admin, type Consumer, type EachBatchPayload, type Par
 import type { ServiceMetrics } from '../metrics.ts';
 import { RetryLog, untilSuccess } from '../retry.ts';
 import { CommittedFollower, type FollowedBatch } from '../wire/follower.ts';
+import { readHeaders } from '../wire/record-batches.ts';
 import { readStableOffsetsOf } from './offsets.ts';
 import type { RunnerOptions, RunningConsumer } from './options.ts';
 import { tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
@@ -355,13 +356,22 @@ export function startConsumer(
       : new CommittedFollower(
           {
             ...lean,
-            headers: true,
+            // The runner's records as they are queued, headers and all (order-matcher's marks, dead letters' sources).
+            makeRecord: (topic, partition, offset, key, value, timestamp, data, headersAt): ConsumedRecord => ({
+              topic,
+              partition,
+              offset: String(offset),
+              key,
+              value,
+              headers: readHeaders(data, headersAt),
+              timestamp: String(timestamp),
+            }),
             maxWaitMs: options.fetchMaxWaitMs ?? 200,
             partitionMaxBytes: maxBytesPerPartition,
             maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
             onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
           },
-          async (batch: FollowedBatch) => {
+          async (batch: FollowedBatch<ConsumedRecord>) => {
             fetchLog.recovered();
             const at = positions.get(batch.topic);
             const from = at?.get(batch.partition);
@@ -369,12 +379,7 @@ export function startConsumer(
             at.set(batch.partition, batch.next);
             // Only transaction markers or aborted records: nothing to process.
             if (batch.records.length === 0) return;
-            const { topic, partition } = batch;
-            const records: ConsumedRecord[] = new Array(batch.records.length);
-            for (let i = 0; i < records.length; i++) {
-              const r = batch.records[i]!;
-              records[i] = { topic, partition, offset: String(r.offset), key: r.key, value: r.value, headers: r.headers ?? {}, timestamp: String(r.timestamp) };
-            }
+            const { topic, partition, records } = batch;
             const k = `${topic}-${partition}`;
             const handOver = ++handOvers;
             const control: BatchControl = {

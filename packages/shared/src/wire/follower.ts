@@ -22,7 +22,7 @@ import {
   type CommittedReaderOptions,
   type FetchSettings,
 } from './committed-reader.ts';
-import { completeBatches, readHeaders, visitCommittedRecords } from './record-batches.ts';
+import { completeBatches, visitCommittedRecords } from './record-batches.ts';
 
 const OFFSET_OUT_OF_RANGE = 1;
 
@@ -33,15 +33,22 @@ export interface FollowedRecord {
   readonly value: Buffer | null;
   /** Epoch milliseconds. */
   readonly timestamp: number;
-  /** Only when the follower was made with `headers: true`. */
-  readonly headers?: Record<string, Buffer | Buffer[] | undefined>;
 }
 
-export interface FollowedBatch {
+/**
+ * Makes the object a record is handed over as, straight from the fetched bytes (one object per
+ * record, in the shape its receiver keeps): key and value are views, the headers start at
+ * `headersAt` in `data` (readHeaders).
+ */
+export type RecordMaker<R> = (topic: string, partition: number, offset: number, key: Buffer | null, value: Buffer | null, timestamp: number, data: Buffer, headersAt: number) => R;
+
+const followedRecord: RecordMaker<FollowedRecord> = (_topic, _partition, offset, key, value, timestamp) => ({ offset, key, value, timestamp });
+
+export interface FollowedBatch<R = FollowedRecord> {
   readonly topic: string;
   readonly partition: number;
-  /** The committed records fetched (none when the fetch brought only transaction markers or aborted records). */
-  readonly records: readonly FollowedRecord[];
+  /** The committed records fetched (none when the fetch brought only transaction markers or aborted records); the receiver's to keep. */
+  readonly records: R[];
   /** The offset after what was fetched: where this partition is read on from. */
   readonly next: number;
   readonly highWatermark: number;
@@ -50,10 +57,10 @@ export interface FollowedBatch {
 /** Per topic, per partition: the offset to read from. */
 export type Starts = ReadonlyMap<string, ReadonlyMap<number, number>>;
 
-export class CommittedFollower {
+export class CommittedFollower<R = FollowedRecord> {
   private readonly options: CommittedReaderOptions;
-  private readonly headers: boolean;
-  private readonly deliver: (batch: FollowedBatch) => Promise<void>;
+  private readonly makeRecord: RecordMaker<R>;
+  private readonly deliver: (batch: FollowedBatch<R>) => Promise<void>;
   private readonly settings: FetchSettings;
   private readonly bootstrap: readonly { host: string; port: number }[];
   /** The partitions followed and the next offset of each, replaced by every assign(). */
@@ -70,9 +77,9 @@ export class CommittedFollower {
    * `deliver` gets each partition's fetched batches in order and is awaited before that fetch's
    * next partition is handed over; if it throws, what it was given is fetched again.
    */
-  constructor(options: CommittedReaderOptions & { readonly headers?: boolean }, deliver: (batch: FollowedBatch) => Promise<void>) {
+  constructor(options: CommittedReaderOptions & { readonly makeRecord?: RecordMaker<R> }, deliver: (batch: FollowedBatch<R>) => Promise<void>) {
     this.options = options;
-    this.headers = options.headers ?? false;
+    this.makeRecord = options.makeRecord ?? (followedRecord as unknown as RecordMaker<R>);
     this.deliver = deliver;
     this.settings = {
       maxWaitMs: options.maxWaitMs ?? 200,
@@ -210,11 +217,9 @@ export class CommittedFollower {
         if (!current()) return;
         const f = moved[i]!;
         const from = offsets.get(f.topic)!.get(f.partition)!;
-        const records: FollowedRecord[] = [];
+        const records: R[] = [];
         visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
-          const key = kl < 0 ? null : data.subarray(ks, ks + kl);
-          const value = vl < 0 ? null : data.subarray(vs, vs + vl);
-          records.push(this.headers ? { offset, key, value, timestamp, headers: readHeaders(data, headersAt) } : { offset, key, value, timestamp });
+          records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
         });
         try {
           await this.deliver({ topic: f.topic, partition: f.partition, records, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });

@@ -43,6 +43,8 @@ export const resetTopics = (kafka: Kafka) => resetAllTopics(kafka, quietLogger);
 export const STATE_DIR = join(REPO, '.local', 'integration-state');
 
 const running = new Set<ServiceProcess>();
+/** Every service started since the last stopAllServices, with how it ended: what a failed test describes. */
+const startedInTest: { service: ServiceProcess; exit?: string }[] = [];
 let started = 0;
 
 export async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
@@ -63,14 +65,80 @@ export async function startService(name: string, env: Record<string, string>): P
     ...(logDir === undefined ? {} : { logFile: `${logDir}/${name}-${++started}.log` }),
   });
   running.add(service);
-  void service.exited.then(() => running.delete(service));
+  const entry: (typeof startedInTest)[number] = { service };
+  startedInTest.push(entry);
+  void service.exited.then(({ code, signal }) => {
+    running.delete(service);
+    entry.exit = `exited ${signal ?? `code ${code}`} at ${new Date().toISOString().slice(11, 23)}`;
+  });
   return service;
+}
+
+/** One line per field of a service's log line worth reading in a failure (its level, time, message, error). */
+function logLineSummary(line: string): string | undefined {
+  try {
+    const entry = JSON.parse(line) as { level?: string; time?: string; msg?: string; err?: { message?: string }; error?: string };
+    if (entry.level !== 'warn' && entry.level !== 'error' && entry.level !== 'fatal') return undefined;
+    const reason = entry.err?.message ?? entry.error;
+    return `${entry.time?.slice(11, 23) ?? ''} ${entry.level} ${entry.msg ?? ''}${reason === undefined || entry.msg?.includes(reason) ? '' : `: ${reason}`}`.slice(0, 240);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What every service the test started is doing: its counters, lag and assignments from /metrics
+ * (or how it ended), and its last warnings and errors. A failed wait says which step stalled; this
+ * says where the records stopped.
+ */
+export async function describeServices(): Promise<string> {
+  const lines: string[] = [];
+  for (const { service, exit } of startedInTest) {
+    const pid = service.child.pid ?? '?';
+    let state: string;
+    if (exit !== undefined) state = exit;
+    else {
+      const m = await service.metrics().catch((error: unknown) => `no /metrics: ${String(error)}`);
+      if (typeof m === 'string') state = m;
+      else {
+        const lagging = Object.entries(m.lagByPartition).filter(([, lag]) => lag > 0).map(([partition, lag]) => `${partition}=${lag}`);
+        const assigned = Object.entries(m.extra).filter(([key]) => key.startsWith('assigned:')).map(([key, n]) => `${key.slice(9)}=${n}`);
+        state = `up ${Math.round(m.uptimeSeconds)} s, ${m.healthy ? 'healthy' : 'NOT healthy'}, consumed ${m.consumed}, produced ${m.produced}, written ${m.written}, dlq ${m.dlq}, retries ${m.retries}, lag ${m.lag}${lagging.length > 0 ? ` (${lagging.slice(0, 12).join(' ')})` : ''}, assigned ${assigned.join(' ') || 'none'}`;
+      }
+    }
+    const warnings = service.output().split('\n').map(logLineSummary).filter((l) => l !== undefined);
+    lines.push(`${service.name} pid ${pid}: ${state}`);
+    for (const w of warnings.slice(-6)) lines.push(`    ${w}`);
+    if (warnings.length > 6) lines.push(`    (${warnings.length - 6} earlier warnings or errors)`);
+  }
+  return lines.length === 0 ? 'no services started' : lines.join('\n');
+}
+
+/**
+ * Wraps a test's body so that a failure carries describeServices(): CI shows the failed tests'
+ * messages, not the services' logs. Give the test a timeout above the sum of its own waits, so
+ * that a wait fails (naming its step) before the test's timeout does.
+ */
+export function diagnosed(body: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await body();
+    } catch (error) {
+      const description = await describeServices().catch((e: unknown) => `(services not described: ${String(e)})`);
+      if (error instanceof Error) {
+        error.message = `${error.message}\n--- services at the failure ---\n${description}`;
+        throw error;
+      }
+      throw new Error(`${String(error)}\n--- services at the failure ---\n${description}`);
+    }
+  };
 }
 
 /** Kills whatever a test left running (by the child's own pid): services, and feeds still sending. */
 export async function stopAllServices(): Promise<void> {
   stopScripts();
   await Promise.all([...running].map((s) => s.stop('SIGKILL')));
+  startedInTest.length = 0;
 }
 
 export const runScript = (script: string, args: readonly string[]) => runScriptProcess(script, args, { KAFKA_BROKERS: brokers(), LOG_LEVEL: 'error' });

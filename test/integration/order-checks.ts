@@ -72,7 +72,7 @@ export function expectExactlyOnce(fills: readonly Fill[], expected: ReadonlySet<
   for (const f of fills) seen.set(f.component_order_id, [...(seen.get(f.component_order_id) ?? []), f]);
   const twice = [...seen.values()].filter((list) => list.length > 1);
   const missing = [...expected].filter((id) => !seen.has(id));
-  expect({ duplicated: twice.length, missing: missing.length, sample: twice.slice(0, 2) }).toEqual({ duplicated: 0, missing: 0, sample: [] });
+  expect({ duplicated: twice.length, missing: missing.length, sample: twice.slice(0, 2), missingSample: missing.slice(0, 5) }).toEqual({ duplicated: 0, missing: 0, sample: [], missingSample: [] });
   expect(fills.length).toBe(expected.size);
   expect(new Set(fills.map((f) => f.fill_id)).size).toBe(expected.size);
   const components = new Set(fills.map((f) => f.component_order_id));

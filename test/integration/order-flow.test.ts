@@ -12,7 +12,7 @@ import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
 import { REPO, runCommand } from '../../scripts/lib/processes.ts';
 import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
-import { brokers, readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
+import { brokers, diagnosed, readTopic, resetTopics, runScript, sleep, STATE_DIR, startService, stopAllServices, testKafka, uniqueName, waitFor, type ServiceProcess } from './helpers.ts';
 
 let kafka: Kafka;
 
@@ -168,6 +168,11 @@ describe('order flow', () => {
 describe('order flow under failure', () => {
   const SYMBOLS = ['VTI', 'IVE', 'IWS', 'SPY', 'AAPL', 'MSFT', 'JPM', 'XOM', 'KO', 'PG'];
   const ORDERS = 50_000;
+  /**
+   * Above the sum of a test's own waits (each step's, a settle's), so that a stalled step fails
+   * naming itself, with every service's state (diagnosed), instead of the test's timeout hiding it.
+   */
+  const FAILURE_TEST_MS = 1_500_000;
 
   /** Starts a 50,000-order run whose prices are all fresh; returns the component orders it must fill. */
   async function startRun(seed: number, rate: number, orders = ORDERS): Promise<{ expected: Set<string>; feed: Promise<string> }> {
@@ -195,11 +200,13 @@ describe('order flow under failure', () => {
   /** Reads every committed fill and position, once the positions account for `expectedFills` fills. */
   async function settle(expectedFills: number): Promise<{ fills: Fill[]; positions: Map<number, Position> }> {
     const records = await readTopic(kafka, TOPICS.fills, expectedFills, 300_000);
+    // Short of fills: say so now, not after waiting for positions that cannot account for them too.
+    if (records.length < expectedFills) throw new Error(`${records.length} of ${expectedFills} fills committed after 300 s`);
     const fills = records.map((r) => JSON.parse(r.value.toString()) as Fill);
-    return { fills, positions: await positionsAccountingFor(kafka, expectedFills, 300_000) };
+    return { fills, positions: await positionsAccountingFor(kafka, expectedFills, 180_000) };
   }
 
-  it('SIGKILL order-matcher, then fill-publisher, mid-run: every component order is filled exactly once and positions equal the fills', async () => {
+  it('SIGKILL order-matcher, then fill-publisher, mid-run: every component order is filled exactly once and positions equal the fills', diagnosed(async () => {
     const group = uniqueName('it');
     const matcherEnv = { GROUP_ID: `${group}-matcher` };
     const fillsEnv = { GROUP_ID: `${group}-fills` };
@@ -219,9 +226,9 @@ describe('order flow under failure', () => {
     const { fills, positions } = await settle(expected.size);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
-  });
+  }), FAILURE_TEST_MS);
 
-  it('one transactional producer per slot: two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', async () => {
+  it('one transactional producer per slot: two order-matcher instances in one group with rebalances mid-run: every component order is filled exactly once', diagnosed(async () => {
     const group = uniqueName('it');
     // Three slots over six partitions: one instance gets two slots, the other one.
     const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTIONAL_PRODUCER: 'slot', TRANSACTION_SLOTS: '3' };
@@ -244,9 +251,9 @@ describe('order flow under failure', () => {
     const { fills, positions } = await settle(expected.size);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
-  });
+  }), FAILURE_TEST_MS);
 
-  it('one transactional producer per instance: two order-matchers and two fill-publishers, a third joining and the first of each SIGKILLed mid-run: every component order is filled exactly once', async () => {
+  it('one transactional producer per instance: two order-matchers and two fill-publishers, a third joining and the first of each SIGKILLed mid-run: every component order is filled exactly once', diagnosed(async () => {
     const group = uniqueName('it');
     const matcherEnv = { GROUP_ID: `${group}-matcher`, TRANSACTIONAL_PRODUCER: 'instance' };
     const fillsEnv = { GROUP_ID: `${group}-fills`, TRANSACTIONAL_PRODUCER: 'instance' };
@@ -285,9 +292,9 @@ describe('order flow under failure', () => {
     const { fills, positions } = await settle(expected.size);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
-  });
+  }), FAILURE_TEST_MS);
 
-  it("fill-publisher's positions store: a restart opens it (no changelog read), SIGKILL loses nothing, a lost store is restored from the changelog", async () => {
+  it("fill-publisher's positions store: a restart opens it (no changelog read), SIGKILL loses nothing, a lost store is restored from the changelog", diagnosed(async () => {
     const group = uniqueName('it');
     const fillsEnv = { GROUP_ID: `${group}-fills` };
     await startService('order-matcher', { GROUP_ID: `${group}-matcher` });
@@ -337,5 +344,5 @@ describe('order flow under failure', () => {
     expect(restored.reduce((sum, line) => sum + line.changelogEntries, 0)).toBeGreaterThan(0);
     expectExactlyOnce(fills, expected);
     expectPositionsEqualFills(positions, fills);
-  });
+  }), FAILURE_TEST_MS);
 });

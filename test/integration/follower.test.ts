@@ -2,10 +2,11 @@
  * The lean reader following a changing assignment (packages/shared/src/wire/follower.ts) on the
  * real broker: records committed while it follows arrive once each, in order, with aborted
  * transactions left out, over two topics; a new assignment drops a partition and adds one from an
- * offset; a batch whose hand-over fails is handed over again; nothing arrives after stop().
+ * offset; a batch whose hand-over fails is handed over again; nothing arrives after stop(); with
+ * a receiver's room, what is fetched and not yet taken stays within that room.
  */
 import { randomUUID } from 'node:crypto';
-import { CommittedFollower, type FollowedBatch, type Kafka, type Producer } from '@tradeflow/shared';
+import { CommittedFollower, MIN_FETCH_BYTES, type FollowedBatch, type Kafka, type Producer } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { brokers, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
 
@@ -138,6 +139,68 @@ describe('CommittedFollower (the lean reader, following)', () => {
       expect(values).toHaveLength(25);
       expect(new Set(values).size).toBe(25);
       expect(seen.offsets.get(tp(topic, p))).toEqual([...seen.offsets.get(tp(topic, p))!].sort((a, b) => a - b));
+    }
+  });
+
+  it("fetches no more than the receiver's room: a receiver that takes nothing holds at most its room and one fetch's overshoot, and everything arrives once it takes", async () => {
+    const topic = uniqueName('it_follow_room');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = kafka.producer();
+    producers.push(producer);
+    await producer.connect();
+    // 3,000 records of 1,000 bytes in batches of 50, over two partitions.
+    const value = 'v'.repeat(1_000);
+    for (let i = 0; i < 30; i++) {
+      await producer.send({ topic, messages: Array.from({ length: 100 }, (_, j) => ({ partition: j % 2, key: String(i * 100 + j), value })) });
+    }
+    const ROOM = 500;
+    let held: FollowedBatch[] = [];
+    let heldRecords = 0;
+    let mostHeld = 0;
+    let freed: () => void = () => undefined;
+    let freedPromise = new Promise<void>((resolve) => (freed = resolve));
+    const seen = new Seen();
+    // Limits far above the room: without it, one fetch would bring a thousand records or more.
+    const follower = new CommittedFollower(
+      {
+        ...options(),
+        partitionMaxBytes: 2 * 1024 * 1024,
+        maxBytes: 4 * 1024 * 1024,
+        room: { records: () => ROOM - heldRecords, freed: () => freedPromise },
+      },
+      async (batch) => {
+        held.push(batch);
+        heldRecords += batch.records.length;
+        mostHeld = Math.max(mostHeld, heldRecords);
+      },
+    );
+    follower.assign(new Map([[topic, new Map([[0, 0], [1, 0]])]]));
+    await waitFor('the room filled', async () => (heldRecords >= ROOM ? true : undefined), 60_000, 50);
+    // Nothing more comes while the receiver takes nothing.
+    await sleep(1_500);
+    const perFetch = Math.ceil(MIN_FETCH_BYTES / 1_000) + 50;
+    expect(mostHeld).toBeLessThanOrEqual(ROOM + perFetch);
+    // The receiver takes, a few times: the rest arrives, once each and in order.
+    const take = () => {
+      for (const batch of held) seen.add(batch);
+      held = [];
+      heldRecords = 0;
+      freed();
+      freedPromise = new Promise<void>((resolve) => (freed = resolve));
+    };
+    await waitFor('every record', async () => {
+      take();
+      return seen.count(tp(topic, 0)) + seen.count(tp(topic, 1)) === 3_000 ? true : undefined;
+    }, 60_000, 200);
+    await follower.stop();
+    expect(mostHeld).toBeLessThanOrEqual(ROOM + perFetch);
+    for (const p of [0, 1]) {
+      const keys = seen.values.get(tp(topic, p))!.map((kv) => Number(kv.split('=')[0]));
+      expect(keys).toEqual(Array.from({ length: 1_500 }, (_, i) => Math.floor(i / 50) * 100 + (i % 50) * 2 + p));
+      expect(seen.offsets.get(tp(topic, p))).toEqual(Array.from({ length: 1_500 }, (_, i) => i));
     }
   });
 });

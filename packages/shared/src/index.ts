@@ -14,4 +14,4 @@ export * from './money.ts';
 export * from './view.ts';
 export * from './store-dir.ts';
 export { committedReaderOptions, readCommitted, ReadError, type CommittedReaderOptions, type OffsetRange, type PartitionRecordVisitor } from './wire/committed-reader.ts';
-export { CommittedFollower, type FollowedBatch, type FollowedRecord, type RecordMaker, type Starts } from './wire/follower.ts';
+export { CommittedFollower, fetchSizes, MIN_FETCH_BYTES, type FollowedBatch, type FollowedRecord, type ReceiverRoom, type RecordMaker, type Starts } from './wire/follower.ts';

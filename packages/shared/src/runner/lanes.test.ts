@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { followingTaken, runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
+import { followingTaken, laneRoom, runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
 
 describe('takeUpTo (records per transaction)', () => {
   // Offsets with gaps, as transaction markers leave them.
@@ -68,5 +68,26 @@ describe('followingTaken (a streaming transaction takes only what follows what i
     expect(through).toEqual(new Map([['t-0', 5n], ['t-1', 13n]]));
     // Nothing new: nothing taken.
     expect(followingTaken([entry(0, [1, 2, 3, 4])], through)).toEqual([]);
+  });
+});
+
+describe('laneRoom (what the lean reader may fetch)', () => {
+  const lane = (pendingRecords: number, pendingBytes: number, bytesPerRecord: number, revoked = false) => ({ revoked, pendingRecords, pendingBytes, bytesPerRecord });
+
+  it('sums each open lane’s room, in records or in bytes at its records’ size, whichever is less', () => {
+    // 8,000 records or 4 MB: 1,000 records queued of 100 bytes leaves 7,000 records (bytes would allow 39,000);
+    // 100 records of 1,000 bytes leave 3,900 records' worth of bytes (records would allow 7,900).
+    expect(laneRoom([lane(1_000, 100_000, 100), lane(100, 100_000, 1_000)], 8_000, 4_000_000)).toBe(7_000 + 3_900);
+  });
+
+  it('counts a full or overfull lane as no room, and a revoked one not at all', () => {
+    expect(laneRoom([lane(9_000, 900_000, 100), lane(10, 5_000_000, 500)], 8_000, 4_000_000)).toBe(0);
+    expect(laneRoom([lane(0, 0, 100, true), lane(7_990, 799_000, 100)], 8_000, 4_000_000)).toBe(10);
+  });
+
+  it('is one lane’s worth before any lane opened (unbounded records: the bytes at 512 a record)', () => {
+    expect(laneRoom([], 8_000, 4_000_000)).toBe(7_812);
+    expect(laneRoom([], Number.POSITIVE_INFINITY, 4_000_000)).toBe(7_812);
+    expect(laneRoom([lane(0, 0, 100, true)], 1_000, 4_000_000)).toBe(1_000);
   });
 });

@@ -15,6 +15,8 @@ const exitOnFatal = (): never => process.exit(1);
 export const STREAM_PIECE_RECORDS = 2_000;
 /** How many takes' worth of records a lane queues before fetching waits for it. */
 export const QUEUED_TAKES = 4;
+/** A lane's records' size in bytes until it has seen some. */
+const INITIAL_BYTES_PER_RECORD = 512;
 
 export function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };
@@ -147,6 +149,27 @@ export function followingTaken<B extends { readonly source: TopicPartition; read
   return out;
 }
 
+/**
+ * How many more records the lanes can queue before fetching waits: what the lean reader asks a
+ * fetch for, so that what is fetched and not yet queued stays within what the lanes would hold.
+ * The sum over the lanes not revoked of each one's room in records and in bytes (at its records'
+ * size), whichever is less; before any lane opened, one lane's worth.
+ */
+export function laneRoom(
+  lanes: Iterable<Pick<Lane, 'revoked' | 'pendingRecords' | 'pendingBytes' | 'bytesPerRecord'>>,
+  maxQueuedRecords: number,
+  maxQueuedBytes: number,
+): number {
+  let room = 0;
+  let open = 0;
+  for (const lane of lanes) {
+    if (lane.revoked) continue;
+    open++;
+    room += Math.max(0, Math.min(maxQueuedRecords - lane.pendingRecords, Math.floor((maxQueuedBytes - lane.pendingBytes) / Math.max(1, lane.bytesPerRecord))));
+  }
+  return open > 0 ? room : Math.min(maxQueuedRecords, Math.floor(maxQueuedBytes / INITIAL_BYTES_PER_RECORD));
+}
+
 /** Splits a lane's batches into runs of the same topic-partition, in order. */
 export function runsBySource(entries: readonly BatchContext[]): BatchContext[] {
   const runs: BatchContext[][] = [];
@@ -172,6 +195,8 @@ export interface Lane {
   pending: BatchContext[];
   pendingBytes: number;
   pendingRecords: number;
+  /** Its records' key and value bytes, on average (a moving one): its room in bytes as records. */
+  bytesPerRecord: number;
   running: Promise<void> | undefined;
   /** When it last took its pending batches (performance.now()), for commitIntervalMs. */
   lastStart: number;
@@ -228,14 +253,22 @@ export function startConsumer(
   const isStopping = () => stopping;
   const lanes = new Map<string, Lane>();
 
+  /** Resolved (and replaced) whenever any lane takes or drops its queued batches: the lean reader's wait for room. */
+  let anyRoom = newRoom();
+  const freed = (lane: Lane) => {
+    lane.room.resolve();
+    lane.room = newRoom();
+    anyRoom.resolve();
+    anyRoom = newRoom();
+  };
+
   /** Drops a lane's queued batches; they were fetched but will be fetched again. */
   const dropPending = (lane: Lane): BatchContext[] => {
     const dropped = lane.pending;
     lane.pending = [];
     lane.pendingBytes = 0;
     lane.pendingRecords = 0;
-    lane.room.resolve();
-    lane.room = newRoom();
+    freed(lane);
     return dropped;
   };
 
@@ -274,6 +307,8 @@ export function startConsumer(
   const takeRecords = streaming && !Number.isFinite(maxRecords) ? STREAM_PIECE_RECORDS : maxRecords;
   /** What a lane queues before fetching waits, in records (a sink's writes take whatever is queued). */
   const maxQueuedRecords = QUEUED_TAKES * takeRecords;
+  /** What a lane queues before fetching waits, in key and value bytes. */
+  const maxQueuedBytes = 2 * maxBytesPerPartition;
   /** The lane's queued batches up to maxRecords records (see takeUpTo); what is left stays queued. */
   const takePending = (lane: Lane): BatchContext[] => {
     const { taken, rest } = takeUpTo(lane.pending, takeRecords);
@@ -282,8 +317,7 @@ export function startConsumer(
     // What was taken comes off (each record is counted once however many pieces a backlog takes).
     lane.pendingBytes -= taken.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
     lane.pendingRecords -= taken.reduce((sum, entry) => sum + entry.records.length, 0);
-    lane.room.resolve();
-    lane.room = newRoom();
+    freed(lane);
     return taken;
   };
 
@@ -328,18 +362,23 @@ export function startConsumer(
   const queue = async (source: TopicPartition, records: ConsumedRecord[], fetchedOffset: string, nextOffset: string, highWatermark: string, control: BatchControl) => {
     const key = laneOf(source);
     let lane = lanes.get(key);
-    if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, running: undefined, lastStart: -Infinity, room: newRoom() }));
+    if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, bytesPerRecord: INITIAL_BYTES_PER_RECORD, running: undefined, lastStart: -Infinity, room: newRoom() }));
     lane.pending.push({ control, source, records, fetchedOffset, nextOffset, highWatermark, lane });
-    lane.pendingBytes += batchBytes(records);
+    const bytes = batchBytes(records);
+    lane.pendingBytes += bytes;
     lane.pendingRecords += records.length;
+    if (records.length > 0) lane.bytesPerRecord = 0.8 * lane.bytesPerRecord + (0.2 * bytes) / records.length;
     // The most any lane queued, and the largest batch: what bounds a lane's memory (README, Memory).
     if (lane.pendingRecords > (metrics.extra['queued_records_peak'] ?? 0)) metrics.extra['queued_records_peak'] = lane.pendingRecords;
     if (records.length > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = records.length;
     kick(lane);
     // Backpressure: fetch no further while this lane has a lot queued (in bytes, and in records
     // when takes are bounded: a few takes' worth keeps it busy, more only holds memory).
-    while ((lane.pendingBytes > 2 * maxBytesPerPartition || lane.pendingRecords > maxQueuedRecords) && !stopping) await lane.room.promise;
+    while ((lane.pendingBytes > maxQueuedBytes || lane.pendingRecords > maxQueuedRecords) && !stopping) await lane.room.promise;
   };
+
+  /** The lean reader's fetches are sized to what the lanes can still queue (see laneRoom). */
+  const room = () => laneRoom(lanes.values(), maxQueuedRecords, maxQueuedBytes);
 
   /**
    * With the lean reader: the next offset of each assigned partition after what was handed to its
@@ -369,6 +408,7 @@ export function startConsumer(
             maxWaitMs: options.fetchMaxWaitMs ?? 200,
             partitionMaxBytes: maxBytesPerPartition,
             maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
+            room: { records: room, freed: () => anyRoom.promise },
             onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
           },
           async (batch: FollowedBatch<ConsumedRecord>) => {

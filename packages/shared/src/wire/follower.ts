@@ -7,6 +7,10 @@
  * order, a fetch's batch at a time, each awaited before the next. A leader that moves or a broker
  * that goes away is looked up again; every error is retried (a live service waits for its broker,
  * it does not give up on it).
+ *
+ * With a receiver's `room`, each fetch asks for no more than the receiver can take now (in bytes,
+ * at the records' size so far), and the next one waits while the last one's records fill that
+ * room: what is fetched but not yet taken is bounded by the receiver, not by the fetch sizes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from './connection.ts';
@@ -20,6 +24,7 @@ import {
   partitionError,
   RetriableError,
   type CommittedReaderOptions,
+  type FetchedPartition,
   type FetchSettings,
 } from './committed-reader.ts';
 import { completeBatches, visitCommittedRecords } from './record-batches.ts';
@@ -54,12 +59,44 @@ export interface FollowedBatch<R = FollowedRecord> {
   readonly highWatermark: number;
 }
 
+/** How much more the receiver of the records can hold now, and when that grows (see CommittedFollower). */
+export interface ReceiverRoom {
+  /** Records it could take now without waiting (0: none); Infinity when unbounded. */
+  records(): number;
+  /** Resolves once it has taken records, so that its room may have grown. */
+  freed(): Promise<void>;
+}
+
+/** The least a fetch asks for, whatever the room: a fetch brings at least one batch in any case. */
+export const MIN_FETCH_BYTES = 64 * 1024;
+
+/** A fetch's byte limits for room for `roomRecords` records of `bytesPerRecord` bytes: within [MIN_FETCH_BYTES, the settings]. */
+export function fetchSizes(roomRecords: number, bytesPerRecord: number, settings: FetchSettings): FetchSettings {
+  const wanted = Math.max(MIN_FETCH_BYTES, Math.ceil(Math.max(0, roomRecords) * Math.max(1, bytesPerRecord)));
+  const maxBytes = Math.min(settings.maxBytes, wanted);
+  return { maxWaitMs: settings.maxWaitMs, maxBytes, partitionMaxBytes: Math.min(settings.partitionMaxBytes, maxBytes) };
+}
+
+/** A fetch sent and the offsets it asked from. */
+interface InFlight {
+  readonly sent: Promise<Buffer>;
+  readonly offsets: Map<string, Map<number, number>>;
+}
+
+/** How often the room is looked at again while the receiver is full, in case a freed() was missed. */
+const ROOM_POLL_MS = 100;
+
 /** Per topic, per partition: the offset to read from. */
 export type Starts = ReadonlyMap<string, ReadonlyMap<number, number>>;
 
 export class CommittedFollower<R = FollowedRecord> {
   private readonly options: CommittedReaderOptions;
   private readonly makeRecord: RecordMaker<R>;
+  private readonly room: ReceiverRoom | undefined;
+  /** The fetched records' size, on average (a moving one): what the room in records is in bytes. */
+  private bytesPerRecord = 512;
+  /** Turns the order partitions are asked for in, so that a small fetch does not always fill with the same one. */
+  private turn = 0;
   private readonly deliver: (batch: FollowedBatch<R>) => Promise<void>;
   private readonly settings: FetchSettings;
   private readonly bootstrap: readonly { host: string; port: number }[];
@@ -77,9 +114,10 @@ export class CommittedFollower<R = FollowedRecord> {
    * `deliver` gets each partition's fetched batches in order and is awaited before that fetch's
    * next partition is handed over; if it throws, what it was given is fetched again.
    */
-  constructor(options: CommittedReaderOptions & { readonly makeRecord?: RecordMaker<R> }, deliver: (batch: FollowedBatch<R>) => Promise<void>) {
+  constructor(options: CommittedReaderOptions & { readonly makeRecord?: RecordMaker<R>; readonly room?: ReceiverRoom }, deliver: (batch: FollowedBatch<R>) => Promise<void>) {
     this.options = options;
     this.makeRecord = options.makeRecord ?? (followedRecord as unknown as RecordMaker<R>);
+    this.room = options.room;
     this.deliver = deliver;
     this.settings = {
       maxWaitMs: options.maxWaitMs ?? 200,
@@ -175,22 +213,46 @@ export class CommittedFollower<R = FollowedRecord> {
   /** Follows the partitions one leader leads until the assignment changes or it fails. */
   private async fromLeader(connection: Connection, partitions: ReadonlyMap<string, readonly number[]>, positions: Map<string, Map<number, number>>, generation: number): Promise<void> {
     const current = () => generation === this.generation && !this.stopped;
-    const request = () => {
-      const offsets = new Map([...partitions].map(([topic, ps]) => [topic, new Map(ps.map((p) => [p, positions.get(topic)!.get(p)!]))]));
-      const sent = connection.request(API_FETCH, FETCH_VERSION, fetchRequest(offsets, this.settings));
+    const all = [...partitions].flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition })));
+    const request = (roomRecords: number): InFlight => {
+      // In a turning order: a fetch smaller than what is there is filled from its first partitions on.
+      const first = this.turn++ % all.length;
+      const offsets = new Map<string, Map<number, number>>();
+      for (let i = 0; i < all.length; i++) {
+        const { topic, partition } = all[(first + i) % all.length]!;
+        let at = offsets.get(topic);
+        if (at === undefined) offsets.set(topic, (at = new Map()));
+        at.set(partition, positions.get(topic)!.get(partition)!);
+      }
+      const settings = Number.isFinite(roomRecords) ? fetchSizes(roomRecords, this.bytesPerRecord, this.settings) : this.settings;
+      const sent = connection.request(API_FETCH, FETCH_VERSION, fetchRequest(offsets, settings));
       sent.catch(() => undefined);
       return { sent, offsets };
     };
-    let inFlight = request();
+    /** Waits until the receiver has room again (or this follower is moved on), and says how much. */
+    const roomNow = async (): Promise<number> => {
+      if (this.room === undefined) return Number.POSITIVE_INFINITY;
+      let room = this.room.records();
+      while (room <= 0 && current()) {
+        await Promise.race([this.room.freed(), sleep(ROOM_POLL_MS)]);
+        room = this.room.records();
+      }
+      return room;
+    };
+    let inFlight: InFlight | undefined = request(await roomNow());
     while (current()) {
-      const { sent, offsets } = inFlight;
-      const body = await sent.catch((error: unknown) => {
+      const next: InFlight = inFlight ?? request(await roomNow());
+      const sent: Promise<Buffer> = next.sent;
+      const offsets: Map<string, Map<number, number>> = next.offsets;
+      inFlight = undefined;
+      if (!current()) return;
+      const body: Buffer | undefined = await sent.catch((error: unknown) => {
         if (!current()) return undefined;
         throw error;
       });
       if (body === undefined || !current()) return;
       this.backoffMs = 100;
-      const fetched = parseFetch(body).filter((f) => offsets.get(f.topic)?.has(f.partition));
+      const fetched: FetchedPartition[] = parseFetch(body).filter((f) => offsets.get(f.topic)?.has(f.partition));
       for (const f of fetched) {
         if (f.error === 0) continue;
         const from = offsets.get(f.topic)!.get(f.partition)!;
@@ -203,16 +265,23 @@ export class CommittedFollower<R = FollowedRecord> {
         throw partitionError(f, from);
       }
       // Where the next fetch starts is in the batch headers: it goes out before these records are decoded.
-      const moved: typeof fetched = [];
+      const moved: FetchedPartition[] = [];
+      /** How many offsets this fetch moved on by: at most the records it brings. */
+      let brought = 0;
       for (const f of fetched) {
         if (f.error !== 0 || f.records === null) continue;
         const { nextOffset } = completeBatches(f.records);
         const at = positions.get(f.topic)!;
-        if (nextOffset === undefined || nextOffset <= at.get(f.partition)!) continue;
+        const from = at.get(f.partition)!;
+        if (nextOffset === undefined || nextOffset <= from) continue;
+        brought += nextOffset - from;
         at.set(f.partition, nextOffset);
         moved.push(f);
       }
-      inFlight = request();
+      // The next fetch goes out now unless these records fill the receiver's room: then it waits
+      // (above) until the receiver has taken some.
+      const left = this.room === undefined ? Number.POSITIVE_INFINITY : this.room.records() - brought;
+      if (left > 0) inFlight = request(left);
       for (let i = 0; i < moved.length; i++) {
         if (!current()) return;
         const f = moved[i]!;
@@ -221,6 +290,7 @@ export class CommittedFollower<R = FollowedRecord> {
         visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
           records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
         });
+        if (records.length > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / records.length;
         try {
           await this.deliver({ topic: f.topic, partition: f.partition, records, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });
         } catch (error) {

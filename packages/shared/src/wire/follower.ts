@@ -192,7 +192,7 @@ export class CommittedFollower<R = FollowedRecord> {
         // One leader's failure ends the others' reads too: all look the leaders up again.
         await Promise.all(
           reads.map(({ connection, partitions }) =>
-            this.fromLeader(connection, partitions, positions, generation).catch((error: unknown) => {
+            this.fromLeader(connection, partitions, positions, generation, reads.length).catch((error: unknown) => {
               for (const { connection } of reads) connection.close();
               throw error;
             }),
@@ -210,8 +210,11 @@ export class CommittedFollower<R = FollowedRecord> {
     }
   }
 
-  /** Follows the partitions one leader leads until the assignment changes or it fails. */
-  private async fromLeader(connection: Connection, partitions: ReadonlyMap<string, readonly number[]>, positions: Map<string, Map<number, number>>, generation: number): Promise<void> {
+  /**
+   * Follows the partitions one leader leads until the assignment changes or it fails. Its fetches
+   * ask for its share of the receiver's room (the room over `leaders`, each leader's reads asking at once).
+   */
+  private async fromLeader(connection: Connection, partitions: ReadonlyMap<string, readonly number[]>, positions: Map<string, Map<number, number>>, generation: number, leaders: number): Promise<void> {
     const current = () => generation === this.generation && !this.stopped;
     const all = [...partitions].flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition })));
     const request = (roomRecords: number): InFlight => {
@@ -237,7 +240,7 @@ export class CommittedFollower<R = FollowedRecord> {
         await Promise.race([this.room.freed(), sleep(ROOM_POLL_MS)]);
         room = this.room.records();
       }
-      return room;
+      return room / leaders;
     };
     let inFlight: InFlight | undefined = request(await roomNow());
     while (current()) {
@@ -281,7 +284,7 @@ export class CommittedFollower<R = FollowedRecord> {
       // The next fetch goes out now unless these records fill the receiver's room: then it waits
       // (above) until the receiver has taken some.
       const left = this.room === undefined ? Number.POSITIVE_INFINITY : this.room.records() - brought;
-      if (left > 0) inFlight = request(left);
+      if (left > 0) inFlight = request(left / leaders);
       for (let i = 0; i < moved.length; i++) {
         if (!current()) return;
         const f = moved[i]!;

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stageReader, type Admin, type Consumer, type EachBatchPayload, type PartitionAssigner } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { RetryLog, untilSuccess } from '../retry.ts';
-import { CommittedFollower, type FollowedBatch } from '../wire/follower.ts';
+import { CommittedFollower, INITIAL_BYTES_PER_RECORD, type FollowedBatch } from '../wire/follower.ts';
 import { readHeaders } from '../wire/record-batches.ts';
 import { readStableOffsetsOf } from './offsets.ts';
 import type { RunnerOptions, RunningConsumer } from './options.ts';
@@ -15,8 +15,6 @@ const exitOnFatal = (): never => process.exit(1);
 export const STREAM_PIECE_RECORDS = 2_000;
 /** How many takes' worth of records a lane queues before fetching waits for it. */
 export const QUEUED_TAKES = 4;
-/** A lane's records' size in bytes until it has seen some. */
-const INITIAL_BYTES_PER_RECORD = 512;
 
 export function toConsumed(topic: string, partition: number, m: EachBatchPayload['batch']['messages'][number]): ConsumedRecord {
   return { topic, partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers ?? {}, timestamp: m.timestamp };

@@ -67,6 +67,9 @@ export interface ReceiverRoom {
   freed(): Promise<void>;
 }
 
+/** What a record is taken to weigh, in bytes, until some were fetched. */
+export const INITIAL_BYTES_PER_RECORD = 512;
+
 /** The least a fetch asks for, whatever the room: a fetch brings at least one batch in any case. */
 export const MIN_FETCH_BYTES = 64 * 1024;
 
@@ -94,7 +97,7 @@ export class CommittedFollower<R = FollowedRecord> {
   private readonly makeRecord: RecordMaker<R>;
   private readonly room: ReceiverRoom | undefined;
   /** The fetched records' size, on average (a moving one): what the room in records is in bytes. */
-  private bytesPerRecord = 512;
+  private bytesPerRecord = INITIAL_BYTES_PER_RECORD;
   /** Turns the order partitions are asked for in, so that a small fetch does not always fill with the same one. */
   private turn = 0;
   private readonly deliver: (batch: FollowedBatch<R>) => Promise<void>;
@@ -232,7 +235,7 @@ export class CommittedFollower<R = FollowedRecord> {
       sent.catch(() => undefined);
       return { sent, offsets };
     };
-    /** Waits until the receiver has room again (or this follower is moved on), and says how much. */
+    /** Waits until the receiver has room again (or this follower is moved on), and gives this leader's share of it. */
     const roomNow = async (): Promise<number> => {
       if (this.room === undefined) return Number.POSITIVE_INFINITY;
       let room = this.room.records();

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { CommittedFollower, MIN_FETCH_BYTES, type FollowedBatch, type Kafka, type Producer } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { brokers, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
+import { settledEndOffsets } from './end-offsets.ts';
 
 let kafka: Kafka;
 const topics = [uniqueName('it_follow_a'), uniqueName('it_follow_b')];
@@ -126,10 +127,7 @@ describe('CommittedFollower (the lean reader, following)', () => {
     const topic = topics[0]!;
     follower.assign(new Map([[topic, new Map(Array.from({ length: PARTITIONS }, (_, p) => [p, 0]))]]));
     // Partition 1 of the first topic, as the broker has it committed (the test above wrote it).
-    const admin = kafka.admin();
-    await admin.connect();
-    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
-    await admin.disconnect();
+    const ends = await settledEndOffsets(brokers(), topic);
     await waitFor('every partition read to its end', async () => ([...ends].every(([p, end]) => (seen.next.get(tp(topic, p)) ?? 0) >= end) ? true : undefined), 60_000, 100);
     await follower.stop();
     expect(failures).toBeGreaterThan(3);

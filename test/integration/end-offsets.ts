@@ -40,23 +40,26 @@ function parseListOffsets(body: Buffer): Map<number, number> {
   return offsets;
 }
 
-/** Each partition's end offset at one isolation level, asked of its leader. */
-async function endOffsets(brokers: string, topic: string, isolation: number): Promise<Map<number, number>> {
+/** Each partition's end offset read_committed and read_uncommitted, both asked of its leader on one connection. */
+async function endOffsets(brokers: string, topic: string): Promise<{ committed: Map<number, number>; written: Map<number, number> }> {
   const connect = (host: string, port: number) => new Connection({ host, port, clientId: 'end-offsets', ssl: false, connectTimeoutMs: 10_000, requestTimeoutMs: 30_000 });
   const cluster = await lookUpCluster(brokers.split(',').map(hostPort), [topic], connect);
   const byLeader = new Map<number, number[]>();
   for (const [partition, leader] of cluster.leaders.get(topic)!) byLeader.set(leader, [...(byLeader.get(leader) ?? []), partition]);
-  const ends = new Map<number, number>();
+  const committed = new Map<number, number>();
+  const written = new Map<number, number>();
   for (const [leader, partitions] of byLeader) {
     const { host, port } = cluster.brokers.get(leader)!;
     const connection = connect(host, port);
     try {
-      for (const [p, o] of parseListOffsets(await connection.request(API_LIST_OFFSETS, 2, listOffsetsRequest(topic, partitions, isolation)))) ends.set(p, o);
+      for (const [isolation, ends] of [[READ_COMMITTED, committed], [READ_UNCOMMITTED, written]] as const) {
+        for (const [p, o] of parseListOffsets(await connection.request(API_LIST_OFFSETS, 2, listOffsetsRequest(topic, partitions, isolation)))) ends.set(p, o);
+      }
     } finally {
       connection.close();
     }
   }
-  return ends;
+  return { committed, written };
 }
 
 /**
@@ -68,8 +71,7 @@ export async function settledEndOffsets(brokers: string, topic: string, timeoutM
   let last = '';
   for (;;) {
     try {
-      const committed = await endOffsets(brokers, topic, READ_COMMITTED);
-      const written = await endOffsets(brokers, topic, READ_UNCOMMITTED);
+      const { committed, written } = await endOffsets(brokers, topic);
       if (committed.size > 0 && [...written].every(([p, o]) => committed.get(p) === o)) return committed;
       last = `read_committed ${[...committed].join(' ')}, read_uncommitted ${[...written].join(' ')}`;
     } catch (error) {

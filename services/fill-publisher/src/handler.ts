@@ -58,6 +58,8 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
     book: new PositionBook((taxpayerId) => {
       const bytes = tasks.get(taxpayerId);
       if (bytes === undefined) return undefined; // a new account
+      const account = PositionBook.accountOf(bytes);
+      if (account !== undefined) return account;
       const snapshot = decodeSnapshot(bytes, String(taxpayerId), partition);
       return snapshot === undefined ? undefined : PositionBook.fromSnapshot(snapshot);
     }),
@@ -123,7 +125,7 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
         touched.add(book.apply(fill.value).taxpayerId);
       }
       const changelog = [...touched].map((taxpayerId) => {
-        const value = Buffer.from(JSON.stringify(PositionBook.snapshot(book.accounts.get(taxpayerId)!)));
+        const value = PositionBook.snapshotBytes(book.accounts.get(taxpayerId)!);
         if (task.store !== undefined) task.changed.set(taxpayerId, value);
         return { key: String(taxpayerId), value };
       });

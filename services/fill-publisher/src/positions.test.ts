@@ -1,7 +1,7 @@
-import type { Fill } from '@tradeflow/shared';
+import { fastPathOf, Position, type Fill } from '@tradeflow/shared';
 import { describe, expect, it } from 'vitest';
 import { Random } from '../../../scripts/lib/random.ts';
-import { PositionBook } from './positions.ts';
+import { PositionBook, type Account } from './positions.ts';
 
 /** Decimal text → micro-units by string arithmetic, independent of the code under test. */
 function microsOfText(text: string): bigint {
@@ -74,5 +74,70 @@ describe('PositionBook', () => {
     restored.restoreSnapshot(JSON.parse(JSON.stringify(PositionBook.snapshot(book.accounts.get(3)!))));
     restored.apply(fill(3, 'IVE', 0.999999, -5.809244, 2));
     expect(PositionBook.snapshot(restored.accounts.get(3)!)).toEqual({ taxpayer_id: 3, shares: { IVE: 2 }, cash: -100, fills: 2, timestamp: 1_700_000_002 });
+  });
+
+  describe('snapshot bytes and accounts read back', () => {
+    // Ordinary tickers and keys an object treats differently (array indexes come first, `__proto__` is not a property).
+    const SYMBOLS = ['VTI', 'IVE', 'BRK.B', 'A', 'ZZ9', 'a"b\\c', 'é', '', '0', '9', '10', '01', '4294967294', '4294967295', '__proto__', 'constructor', 'toString'];
+    const micros = (rng: Random): bigint => {
+      const size = rng.pick([0, 1, 6, 12, 18, 24]);
+      const magnitude = BigInt(Math.floor(rng.next() * 10 ** Math.min(size, 15))) * 10n ** BigInt(Math.max(0, size - 15));
+      return rng.next() < 0.5 ? -magnitude : magnitude;
+    };
+    const randomAccount = (rng: Random, n: number): Account => {
+      const shares = new Map<string, bigint>();
+      for (let i = rng.int(0, 6); i > 0; i--) shares.set(rng.pick(SYMBOLS), micros(rng));
+      return { taxpayerId: rng.int(1, 2 ** 40), shares, cash: micros(rng), fills: rng.int(0, 10 ** 6), timestamp: 946_684_800 + rng.next() * 3e9 + n };
+    };
+
+    it('writes exactly the bytes of JSON.stringify of the snapshot, for any symbols', () => {
+      const rng = new Random(77);
+      for (let n = 0; n < 5_000; n++) {
+        const account = randomAccount(rng, n);
+        const expected = JSON.stringify(PositionBook.snapshot({ ...account, shares: new Map(account.shares) }));
+        expect(PositionBook.snapshotBytes(account).toString('utf8')).toBe(expected);
+        // Again, with the symbols' order kept from the first time.
+        expect(PositionBook.snapshotBytes(account).toString('utf8')).toBe(expected);
+      }
+    });
+
+    it("reads back what decodeMessage's quick check accepts, as fromSnapshot builds it, and nothing else", () => {
+      const rng = new Random(78);
+      const check = fastPathOf(Position)!;
+      const breakages: ((json: Record<string, unknown>) => void)[] = [
+        (j) => delete j[rng.pick(['taxpayer_id', 'shares', 'cash', 'fills', 'timestamp'])],
+        (j) => (j[rng.pick(['taxpayer_id', 'shares', 'cash', 'fills', 'timestamp'])] = rng.pick([null, '1', true, [], {}, -1, 0, 1.5, 2 ** 60, 1e12, 1_700_000_000])),
+        (j) => ((j['shares'] as Record<string, unknown>)[rng.pick(SYMBOLS)] = rng.pick([null, '1', {}, [], 1, -2.5])),
+        (j) => (j['extra'] = 1),
+      ];
+      let accepted = 0;
+      for (let n = 0; n < 5_000; n++) {
+        let text = PositionBook.snapshotBytes(randomAccount(rng, n)).toString('utf8');
+        if (rng.next() < 0.6) {
+          const json = JSON.parse(text) as Record<string, unknown>;
+          rng.pick(breakages)(json);
+          text = JSON.stringify(json);
+        }
+        if (rng.next() < 0.05) text = rng.pick([text.replace('"cash":', '"cash":1e400,"x":'), text.slice(0, -1), `[${text}]`, 'null', text.replace('"shares":{', '"shares":{"__proto__":1,')]);
+        let quick: Position | undefined;
+        try {
+          quick = check(JSON.parse(text)) ?? undefined;
+        } catch {
+          quick = undefined;
+        }
+        const account = PositionBook.accountOf(Buffer.from(text));
+        if (quick === undefined) {
+          expect(account, text).toBeUndefined();
+          continue;
+        }
+        accepted++;
+        const expected = PositionBook.fromSnapshot(quick);
+        expect(account, text).toEqual(expected);
+        expect([...account!.shares.keys()]).toEqual([...expected.shares.keys()]);
+      }
+      // Both kinds are checked many times.
+      expect(accepted).toBeGreaterThan(1_500);
+      expect(accepted).toBeLessThan(4_000);
+    });
   });
 });

@@ -14,6 +14,10 @@ export { REPO };
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Thrown by a waitFor probe when waiting longer cannot help (waitFor throws it at once). */
+export class WaitingCannotHelp extends Error {}
+
+/** Polls `probe` until it gives a value; its errors are retried until the timeout, except WaitingCannotHelp. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -23,6 +27,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       if (value !== undefined) return value;
       last = undefined;
     } catch (error) {
+      if (error instanceof WaitingCannotHelp) throw error;
       last = error;
     }
     await sleep(everyMs);
@@ -154,7 +159,7 @@ export async function startService(name: string, options: StartOptions): Promise
     exited,
     output: () => output,
     metrics: async () => {
-      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(30_000) });
       return (await res.json()) as MetricsSnapshot;
     },
     stop: async (signal = 'SIGTERM') => {
@@ -168,7 +173,7 @@ export async function startService(name: string, options: StartOptions): Promise
     await waitFor(
       `${name} to serve /metrics`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
+        if (child.exitCode !== null) throw new WaitingCannotHelp(`${name} exited with ${child.exitCode}:\n${output}`);
         return (await service.metrics()).service === name ? true : undefined;
       },
       options.readyTimeoutMs ?? 60_000,

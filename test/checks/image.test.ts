@@ -71,7 +71,7 @@ beforeAll(() => {
   const warm = final!.runs.find((run) => run.startsWith('node scripts/warm-compile-cache.ts'));
   expect(warm, 'the final stage fills the compile cache').toBeDefined();
   execFileSync(process.execPath, ['scripts/warm-compile-cache.ts'], { cwd: app, stdio: 'pipe', env: { PATH: process.env['PATH'] ?? '', NODE_COMPILE_CACHE: join(app, '.compile-cache') } });
-}, 120_000);
+}, 600_000);
 
 afterAll(() => {
   if (app !== undefined) rmSync(app, { recursive: true, force: true });
@@ -111,7 +111,7 @@ describe('the image built from the Dockerfile', () => {
       expect(output, program).toContain(program === 'scripts/check-settings.ts' ? 'INFLUX_ADMIN_PASSWORD is empty' : 'TOPIC_PARTITIONS');
       expect(run.status, program).not.toBe(0);
     }
-  }, 120_000);
+  }, 300_000);
 
   it("starts every service from the compile cache its build filled (no TypeScript stripped at run time)", () => {
     const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
@@ -127,5 +127,5 @@ describe('the image built from the Dockerfile', () => {
       expect(log, program).toContain(`retrieving transpile cache for StrippedTypeScript file://${join(app, program)}...success`);
       expect(log.split('\n').filter((line) => line.includes('(StrippedTypeScript)') && line.includes('Creating')), program).toEqual([]);
     }
-  }, 120_000);
+  }, 300_000);
 });

@@ -35,18 +35,6 @@ async function produce(topic: string, messages: { key: string; value: object }[]
   }
 }
 
-/** Latest snapshot per account from the compacted positions topic (records read in order). */
-async function latestPositions(count: number): Promise<Map<number, Position>> {
-  const records = await readTopic(kafka, TOPICS.positions, count);
-  const latest = new Map<number, Position>();
-  for (const r of records) {
-    const p = JSON.parse(r.value.toString()) as Position;
-    const seen = latest.get(p.taxpayer_id);
-    if (seen === undefined || p.fills >= seen.fills) latest.set(p.taxpayer_id, p);
-  }
-  return latest;
-}
-
 const ID = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
 describe('order flow', () => {
@@ -155,7 +143,8 @@ describe('order flow', () => {
     expect(executions).toHaveLength(5);
     expect(executions.filter((e) => e.net_side !== undefined).map((e) => [e.net_side, e.requested_amount, e.requested_shares])).toEqual([['BUY', 600, 6.349206]]);
 
-    const positions = await latestPositions(4);
+    // Once the snapshots account for all six fills: the positions stage may be behind the fills.
+    const positions = await positionsAccountingFor(kafka, 6, 120_000);
     expect(Object.fromEntries([...positions].map(([k, p]) => [k, { shares: p.shares, cash: p.cash, fills: p.fills }]))).toEqual({
       1: { shares: { IVE: 6.370051, IWS: 3.431708, VTI: 3.79075 }, cash: -1249.999787, fills: 3 },
       2: { shares: { IVE: -5.320627 }, cash: 499.999963, fills: 1 },

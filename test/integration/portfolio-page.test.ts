@@ -47,6 +47,8 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    // Playwright's 30 s defaults bound hangs; a loaded machine can take longer to start a browser.
+    timeout: 180_000,
   });
 });
 
@@ -65,6 +67,8 @@ describe('the portfolio page', () => {
     }, 120_000, 500);
 
     const page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+    page.setDefaultTimeout(120_000);
+    page.setDefaultNavigationTimeout(120_000);
     await page.goto(url);
     await page.fill('#account', String(taxpayer));
     await page.click('button[type=submit]');

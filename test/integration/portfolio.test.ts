@@ -206,8 +206,16 @@ describe('portfolio service', () => {
     const after = await answersOf(restarted);
     for (const [taxpayer, answer] of before) expect(after.get(taxpayer)).toEqual({ ...answer, served_by: restarted.url });
     // Nothing was read again: every partition started at its checkpoint, and no record was applied.
-    const readingFrom = [...restarted.process.output().matchAll(/"topic":"(positions|fills)","partition":(\d),"offset":"(\d+)","msg":"reading from"/g)];
-    expect(readingFrom.length).toBeGreaterThanOrEqual(12);
+    // Each partition logs where it reads from once its start is resolved, which can come after its answers.
+    const readingFrom = await waitFor(
+      'every partition to say where it reads from',
+      async () => {
+        const lines = [...restarted.process.output().matchAll(/"topic":"(positions|fills)","partition":(\d),"offset":"(\d+)","msg":"reading from"/g)];
+        return lines.length >= 12 ? lines : undefined;
+      },
+      60_000,
+      500,
+    );
     expect(readingFrom.filter((m) => m[3] === '0' && m[1] === 'positions')).toHaveLength(0);
     await sleep(2_000);
     expect((await restarted.process.metrics()).consumed).toBe(0);

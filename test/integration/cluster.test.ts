@@ -140,7 +140,17 @@ describe('a three-broker cluster', () => {
     let kill: Promise<string> | undefined;
     await readCommitted(
       // Small fetches: the read is still under way when the broker dies.
-      { brokers: brokers.split(','), clientId: 'it-cluster-wire', partitionMaxBytes: 16 * 1024, maxBytes: 64 * 1024, onRetry: () => retries++ },
+      // The kill is waited for after the fetch that crossed a quarter, so the read cannot finish first.
+      {
+        brokers: brokers.split(','),
+        clientId: 'it-cluster-wire',
+        partitionMaxBytes: 16 * 1024,
+        maxBytes: 64 * 1024,
+        onRetry: () => retries++,
+        afterFetch: async () => {
+          await kill;
+        },
+      },
       topic,
       [...ends].map(([partition, end]) => ({ partition, start: 0, end })),
       (_partition, _offset, data, _ks, _kl, valueStart, valueLength) => {

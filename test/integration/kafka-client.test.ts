@@ -290,8 +290,8 @@ describe('exactly-once runner', () => {
     // `elapsed`: so no more than elapsed / INTERVAL + 1 (about 7 here; without the interval about 40).
     // The gaps are not checked one by one from the requests' times: a request is created some time
     // after its transaction started, and a loaded machine makes that delay anything (one run saw a
-    // gap of 394 ms between two transactions' AddOffsetsToTxn requests). Being
-    // late only makes the count smaller, so this bound holds however busy the machine is.
+    // gap of 394 ms between two transactions' AddOffsetsToTxn requests). Being late only makes the
+    // count smaller, so this bound holds however busy the machine is.
     expect(ends.length).toBeLessThanOrEqual(Math.ceil(elapsed / INTERVAL) + 1);
   });
 

@@ -52,6 +52,20 @@ export interface FeedSummary {
   readonly ratePerSecond: number;
 }
 
+/**
+ * The partitions of `topic` that a failed send wrote all the same: the patched client names them on
+ * the error (or a cause of it). None when it does not: the call failed before sending anything.
+ */
+export function writtenPartitions(error: unknown, topic: string): Set<number> {
+  const written = new Set<number>();
+  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const acknowledged = (e as { acknowledgedPartitions?: unknown }).acknowledgedPartitions;
+    if (!Array.isArray(acknowledged)) continue;
+    for (const tp of acknowledged as { topic?: unknown; partition?: unknown }[]) if (tp.topic === topic && typeof tp.partition === 'number') written.add(tp.partition);
+  }
+  return written;
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Options every seed script shares; `defaults.count` is the script's default message count. */
@@ -141,15 +155,17 @@ async function sendFeed(options: FeedOptions, messages: Iterable<FeedMessage>): 
     ? definitions
     : [...definitions, { ...definitions[0]!, name: options.topic as never, description: 'custom topic' }];
   await untilSuccess('creating topics', logger, () => ensureTopics(kafka, topics, logger), RETRY);
-  // Idempotent, and each chunk is sent as one call per partition, so that a failure is known per
-  // partition. The client retries a call until the partition acknowledged it, with its sequence
-  // numbers unchanged (patches/kafkajs: sendMessages), so the broker drops a copy it already has;
-  // a call fails only when the partition refused it for good (OUT_OF_ORDER_SEQUENCE_NUMBER and the
-  // like after a leader moved: the refused batch was not written). Only the refused partitions are
-  // sent again, with a new producer id. Sending the whole chunk again, as one call did, wrote the
-  // partitions that had acknowledged it a second time: duplicated orders after a broker failover.
-  // (A transaction per chunk is exact too, but cost the broker about 4 times the CPU at 500
-  // messages/s, and in the benchmarks the feeds share the broker with the services measured.)
+  // Idempotent, and each chunk is sent as one call (one produce request per broker) that knows
+  // its outcome per partition. The client retries a call until every partition acknowledged it,
+  // with its sequence numbers unchanged (patches/kafkajs: sendMessages), so the broker drops a copy
+  // it already has; a call fails only when a partition refused it for good (OUT_OF_ORDER_SEQUENCE_NUMBER
+  // and the like after a leader moved: the refused batch was not written), and then its error names
+  // the partitions that were written all the same (acknowledgedPartitions). Only the others are
+  // sent again, with a new producer id. Sending the whole chunk again wrote the partitions that had
+  // acknowledged it a second time: duplicated orders after a broker failover. A call per partition
+  // is exact too, but at 500 messages/s it made the broker take 5 times the produce requests (and
+  // as many more fetches by the feed's readers), and in the benchmarks the feeds share the broker
+  // with the services measured. (A transaction per chunk costs the broker about 4 times the CPU.)
   const newProducer = (): Producer =>
     kafka.producer({
       createPartitioner: defaultPartitioner,
@@ -187,27 +203,30 @@ async function sendFeed(options: FeedOptions, messages: Iterable<FeedMessage>): 
     return out;
   };
   /**
-   * One attempt at a chunk's partitions still to send (`pending`, one list per partition): sends
-   * them, and leaves in `pending` only those that refused, before anything else can fail.
+   * One attempt at a chunk's partitions still to send (`pending`, one list of pieces per partition):
+   * a call per round of pieces (each partition's next one; usually there is one round), and leaves
+   * in `pending` only what was not written, before anything else can fail.
    */
   const sendPending = async (pending: { lists: Outgoing[][][] }): Promise<void> => {
     if (!connected) {
       await producer.connect();
       connected = true;
     }
-    // A partition's pieces one after the other; what is left of it after a refusal stays pending, in order.
-    const results = await Promise.allSettled(
-      pending.lists.map(async (pieces) => {
-        while (pieces.length > 0) {
-          await producer.send({ topic: options.topic, acks: -1, messages: pieces[0]! });
-          pieces.shift();
-        }
-      }),
-    );
-    const refused = pending.lists.filter((_, i) => results[i]!.status === 'rejected');
-    pending.lists = refused;
+    let error: unknown;
+    while (pending.lists.length > 0) {
+      try {
+        await producer.send({ topic: options.topic, acks: -1, messages: pending.lists.flatMap((pieces) => pieces[0]!) });
+      } catch (refusal) {
+        error = refusal;
+      }
+      const written = error === undefined ? undefined : writtenPartitions(error, options.topic);
+      for (const pieces of pending.lists) if (written === undefined || written.has(pieces[0]![0]!.partition)) pieces.shift();
+      pending.lists = pending.lists.filter((pieces) => pieces.length > 0);
+      if (error !== undefined) break;
+    }
+    if (error === undefined) return;
+    const refused = pending.lists;
     if (refused.length === 0) return;
-    const error = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as unknown;
     const kind = failureKind(error);
     if (kind === 'MESSAGE_TOO_LARGE' || kind === 'RECORD_LIST_TOO_LARGE') {
       const largest = Math.max(...refused.flat(2).map((m) => Buffer.byteLength(m.value) + (m.key === null ? 0 : Buffer.byteLength(m.key))));

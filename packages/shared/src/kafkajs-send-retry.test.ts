@@ -20,8 +20,14 @@ type SendMessages = (args: {
 }) => (args: { acks: number; timeout: number; topicMessages: { topic: string; messages: { key: string; value: string }[] }[] }) => Promise<{ partition: number }[]>;
 const createSendMessages = require('kafkajs/src/producer/sendMessages') as SendMessages;
 
-/** A cluster of scripted brokers: `leaders` says who leads each partition, `fail` which produce calls throw. */
-function scriptedCluster(leaders: Record<number, string>, fail: (node: string, call: number) => boolean) {
+const parseProduceResponse = (require('kafkajs/src/protocol/requests/produce/v3/response') as { parse: (data: unknown) => Promise<unknown> }).parse;
+
+/**
+ * A cluster of scripted brokers: `leaders` says who leads each partition, `fail` which produce
+ * calls throw, `refuse` the error code a partition answers a call with (0: written). Responses go
+ * through kafkajs's own (patched) produce response parse, as a broker's do.
+ */
+function scriptedCluster(leaders: Record<number, string>, fail: (node: string, call: number) => boolean, refuse: (partition: number, call: number) => number = () => 0) {
   const produced: Produced[] = [];
   let calls = 0;
   const connectionError = Object.assign(new Error('Connection error: read ECONNRESET'), { name: 'KafkaJSConnectionError' });
@@ -47,11 +53,12 @@ function scriptedCluster(leaders: Record<number, string>, fail: (node: string, c
         const out = [];
         for (const { partitions } of topicData) {
           for (const p of partitions) {
-            produced.push({ node: nodeId, partition: p.partition, firstSequence: p.firstSequence, values: p.messages.map((m) => m.value) });
-            out.push({ partition: p.partition, errorCode: 0, baseOffset: '0' });
+            const errorCode = refuse(p.partition, call);
+            if (errorCode === 0) produced.push({ node: nodeId, partition: p.partition, firstSequence: p.firstSequence, values: p.messages.map((m) => m.value) });
+            out.push({ partition: p.partition, errorCode, baseOffset: errorCode === 0 ? '0' : '-1' });
           }
         }
-        return { topics: [{ topicName: topicData[0]!.topic, partitions: out }] };
+        return parseProduceResponse({ topics: [{ topicName: topicData[0]!.topic, partitions: out }], throttleTime: 0 });
       },
     }),
   };
@@ -66,20 +73,23 @@ function scriptedCluster(leaders: Record<number, string>, fail: (node: string, c
     getSequence: (_topic: string, partition: number) => sequences.get(partition) ?? 0,
     updateSequence: (_topic: string, partition: number, increment: number) => sequences.set(partition, (sequences.get(partition) ?? 0) + increment),
   };
+  // Like kafkajs's retrier: a bailed error ends the send, others are retried (a few times here).
   const retrier = async <T>(fn: (bail: (e: Error) => void, retryCount: number, retryTime: number) => Promise<T>): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
+      let bailed = false;
       try {
         return await fn((e) => {
+          bailed = true;
           throw e;
         }, attempt, 0);
       } catch (error) {
-        if (attempt >= 5) throw error;
+        if (bailed || attempt >= 5) throw error;
       }
     }
   };
   const logger = { debug: () => undefined, error: () => undefined, warn: () => undefined, info: () => undefined };
   const send = createSendMessages({ logger, cluster, partitioner: ({ message }) => Number(message.key), eosManager, retrier });
-  return { send, produced, leaders };
+  return { send, produced, leaders, sequences };
 }
 
 const messages = [0, 1, 2, 3].map((p) => ({ key: String(p), value: `v${p}` }));
@@ -114,5 +124,27 @@ describe('kafkajs sendMessages (patched): a retry sends only what no broker ackn
     expect(script.produced.map((p) => `${p.partition}@${p.node}`).sort()).toEqual(['0@1', '1@1', '2@1', '3@1']);
     expect(script.produced.map((p) => p.values).flat().sort()).toEqual(['v0', 'v1', 'v2', 'v3']);
     expect(call).toBe(3);
+  });
+
+  it('keeps the partitions a failed request wrote: a retry sends only the refused one', async () => {
+    // One broker leads all four; partition 2 answers the first call NOT_LEADER_FOR_PARTITION (retriable).
+    const { send, produced, sequences } = scriptedCluster({ 0: '1', 1: '1', 2: '1', 3: '1' }, () => false, (partition, call) => (partition === 2 && call === 1 ? 6 : 0));
+    await send({ acks: -1, timeout: 30_000, topicMessages: [{ topic: 't', messages }] });
+    // Each partition written once: unpatched, 0, 1 and 3 went again (the broker dropped them as duplicates only while the producer id held).
+    expect(produced.map((p) => p.partition).sort()).toEqual([0, 1, 2, 3]);
+    expect(produced.filter((p) => p.partition === 2).map((p) => p.firstSequence)).toEqual([0]);
+    expect([...sequences].sort(([a], [b]) => a - b)).toEqual([[0, 1], [1, 1], [2, 1], [3, 1]]);
+  });
+
+  it('a send refused for good by one partition names the partitions it wrote all the same', async () => {
+    // Partition 3 answers OUT_OF_ORDER_SEQUENCE_NUMBER (not retriable), the others are written.
+    const { send, produced, sequences } = scriptedCluster({ 0: '1', 1: '2', 2: '1', 3: '2' }, () => false, (partition) => (partition === 3 ? 45 : 0));
+    const error = (await send({ acks: -1, timeout: 30_000, topicMessages: [{ topic: 't', messages }] }).catch((e: unknown) => e)) as Error & { type?: string; acknowledgedPartitions?: { topic: string; partition: number }[] };
+    expect(error.type).toBe('OUT_OF_ORDER_SEQUENCE_NUMBER');
+    expect(error.acknowledgedPartitions?.map((p) => `${p.topic}-${p.partition}`).sort()).toEqual(['t-0', 't-1', 't-2']);
+    expect(produced.map((p) => p.partition).sort()).toEqual([0, 1, 2]);
+    // The refused partition's sequence is rolled back, the written ones' stay advanced.
+    expect(sequences.get(3)).toBe(0);
+    expect([0, 1, 2].map((p) => sequences.get(p))).toEqual([1, 1, 1]);
   });
 });

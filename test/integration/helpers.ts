@@ -31,8 +31,8 @@ export const influxCredentials = () => inject('influxCredentials');
 
 const quietLogger = createLogger('integration-test', 'error');
 
-export function testKafka(): Kafka {
-  return createKafka(parseEnv(kafkaEnv, { KAFKA_BROKERS: brokers() }), 'integration-test', quietLogger);
+export function testKafka(env: Record<string, string> = {}): Kafka {
+  return createKafka(parseEnv(kafkaEnv, { KAFKA_BROKERS: brokers(), ...env }), 'integration-test', quietLogger);
 }
 
 export const uniqueName = (prefix: string) => `${prefix}_${randomUUID().slice(0, 8)}`;

@@ -23,11 +23,16 @@ import {
   slotOf,
   TOPICS,
   type ConsumedRecord,
+  observeStageRequests,
+  stageProducer,
   type Kafka,
+  type ObservedRequest,
   type RunningConsumer,
+  type StageProducer,
   type TransformOptions,
 } from '@tradeflow/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FENCED, isAny } from '../../packages/shared/src/runner/retry.ts';
 import { readTopic, resetTopics, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
 
 let kafka: Kafka;
@@ -74,23 +79,10 @@ describe('transactional producer', () => {
   });
 });
 
-interface RequestEvent {
-  readonly apiName: string;
-  readonly correlationId: number;
-}
-
-/** A Kafka whose producers report every request they make (the runner creates its own). */
-function observed(base: Kafka, requests: RequestEvent[]): Kafka {
-  return new Proxy(base, {
-    get(target, property, receiver) {
-      if (property !== 'producer') return Reflect.get(target, property, receiver) as unknown;
-      return (...args: Parameters<Kafka['producer']>) => {
-        const producer = target.producer(...args);
-        producer.on(producer.events.REQUEST, ({ payload }) => requests.push(payload as RequestEvent));
-        return producer;
-      };
-    },
-  });
+/** A Kafka client whose stage producers (the runner makes its own) report every request they make. */
+function observed(base: Kafka, requests: ObservedRequest[]): Kafka {
+  observeStageRequests(base, (request) => requests.push(request));
+  return base;
 }
 
 /** Copies ticks to prices unchanged, exactly once, the way the services run their stages. */
@@ -144,19 +136,25 @@ async function produceSpaced(count: number, everyMs: number, prefix = 't', after
   }
 }
 
-describe('committed offsets read by a new slot owner', () => {
+/** A stage producer of this kind with a transactional id of its own, connected (and disconnected after the test). */
+async function openStageProducer(kind: string, transactionalId = `it-${randomUUID()}`): Promise<StageProducer> {
+  const producer = stageProducer(testKafka({ KAFKA_STAGE_PRODUCER: kind }), transactionalId, 60_000);
+  cleanups.push(() => producer.disconnect());
+  await producer.connect();
+  return producer;
+}
+
+describe.each(['wire', 'kafkajs'])('a stage producer (%s): committed offsets read by a new slot owner', (kind) => {
   it('wait for offsets an open transaction holds and then read them; a plain read answers "none" meanwhile', async () => {
     const group = uniqueName('it-stable');
     const admin = kafka.admin();
     cleanups.push(() => admin.disconnect());
     await admin.connect();
-    const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
-    cleanups.push(() => producer.disconnect());
-    await producer.connect();
+    const producer = await openStageProducer(kind);
     // The group's first offsets ever for ticks-0 and ticks-1, in a transaction left open.
     const transaction = await producer.transaction();
-    await transaction.send({ topic: TOPICS.prices, messages: [{ key: 'IVE', value: 'v' }] });
-    await transaction.sendOffsets({ consumerGroupId: group, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '5' }, { partition: 1, offset: '7' }] }] });
+    await transaction.send([{ topic: TOPICS.prices, key: 'IVE', value: 'v' }]);
+    await transaction.sendOffsets({ groupId: group, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '5' }, { partition: 1, offset: '7' }] }] });
 
     // Without require_stable the coordinator answers with what it had settled: nothing yet. A
     // new owner reading this would process ticks-0 and ticks-1 from the start again.
@@ -186,7 +184,7 @@ describe('committed offsets read by a new slot owner', () => {
   });
 });
 
-describe('offsets committed in a transaction for a group member (KIP-447)', () => {
+describe.each(['wire', 'kafkajs'])('a stage producer (%s): offsets committed in a transaction for a group member (KIP-447)', (kind) => {
   it("are refused for a generation or member the group does not have now, and accepted for the current one", async () => {
     const group = uniqueName('it-generation');
     const consumer = kafka.consumer({ groupId: group, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
@@ -200,13 +198,11 @@ describe('offsets committed in a transaction for a group member (KIP-447)', () =
     expect(member.generationId).toBeGreaterThan(0);
 
     // A producer per attempt: right after an abort the coordinator answers CONCURRENT_TRANSACTIONS for a while.
-    const commitAs = async (consumerGroupMetadata: { generationId: number; memberId: string }, offset: string) => {
-      const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
-      cleanups.push(() => producer.disconnect());
-      await producer.connect();
+    const commitAs = async (member: { generationId: number; memberId: string }, offset: string) => {
+      const producer = await openStageProducer(kind);
       const transaction = await producer.transaction();
       try {
-        await transaction.sendOffsets({ consumerGroupId: group, consumerGroupMetadata, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset }] }] });
+        await transaction.sendOffsets({ groupId: group, member, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset }] }] });
         await transaction.commit();
       } catch (error) {
         await transaction.abort();
@@ -239,9 +235,110 @@ describe('offsets committed in a transaction for a group member (KIP-447)', () =
   });
 });
 
-describe('exactly-once runner', () => {
+describe.each(['wire', 'kafkajs'])('a stage producer (%s)', (kind) => {
+  it('commits records (keys, values, tombstones, headers) and offsets together; an aborted transaction is never read', async () => {
+    const producer = await openStageProducer(kind);
+    const group = uniqueName('it-txn');
+    const aborted = await producer.transaction();
+    await aborted.send([{ topic: TOPICS.prices, key: 'IVE', value: 'aborted' }]);
+    await aborted.sendOffsets({ groupId: group, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '99' }] }] });
+    await aborted.abort();
+    const committed = await producer.transaction();
+    await committed.send([
+      { topic: TOPICS.prices, key: 'IVE', value: 'one', headers: { h: 'x', b: Buffer.from([1, 2]) } },
+      { topic: TOPICS.prices, key: 'IVE', value: null },
+      { topic: TOPICS.prices, key: Buffer.from('IVE'), value: Buffer.from('three'), partition: 2 },
+    ]);
+    await committed.sendOffsets({ groupId: group, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '3' }] }] });
+    await committed.commit();
+    const records = await readTopic(kafka, TOPICS.prices, 3);
+    const keyPartition = partitionFor({ topic: TOPICS.prices, key: 'IVE', value: null }, 6);
+    // In offset order within a partition (a sort by partition keeps it); the tombstone reads as no bytes.
+    expect(records.map((r) => [r.partition, r.key, r.value.toString()]).sort((a, b) => (a[0] as number) - (b[0] as number))).toEqual(
+      [[keyPartition, 'IVE', 'one'], [keyPartition, 'IVE', ''], [2, 'IVE', 'three']].sort((a, b) => (a[0] as number) - (b[0] as number)),
+    );
+    expect(records.find((r) => r.value.toString() === 'one')!.headers).toEqual({ h: 'x', b: '\u0001\u0002' });
+    const admin = kafka.admin();
+    cleanups.push(() => admin.disconnect());
+    await admin.connect();
+    expect(await readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 3n]]));
+  });
+
+  it('is fenced by a producer opened later with the same transactional id, whose InitProducerId aborts the transaction it left open', async () => {
+    const id = `it-${randomUUID()}`;
+    const first = await openStageProducer(kind, id);
+    const open = await first.transaction();
+    await open.send([{ topic: TOPICS.prices, key: 'IVE', value: 'left open' }]);
+    const second = await openStageProducer(kind, id);
+    const fenced = await (async () => {
+      try {
+        await open.send([{ topic: TOPICS.prices, key: 'IVE', value: 'zombie' }]);
+        await open.commit();
+        return undefined;
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(isAny(fenced, FENCED), `fenced with ${String(fenced)} ${JSON.stringify(fenced)}`).toBe(true);
+    const next = await second.transaction();
+    await next.send([{ topic: TOPICS.prices, key: 'IVE', value: 'after' }]);
+    await next.commit();
+    expect((await readTopic(kafka, TOPICS.prices, 1)).map((r) => r.value.toString())).toEqual(['after']);
+  });
+
+  it("sends a partition's records in several batches when they are more than one batch may hold, in order", async () => {
+    const producer = await openStageProducer(kind);
+    const transaction = await producer.transaction();
+    // About 3 MB for one partition: more than a broker takes in one batch (message.max.bytes, 1 MiB).
+    const values = Array.from({ length: 6_000 }, (_, i) => `${i}:${'x'.repeat(500)}`);
+    await transaction.send(values.map((value) => ({ topic: TOPICS.prices, key: 'IVE', value })));
+    await transaction.send([{ topic: TOPICS.prices, key: 'IVE', value: 'last' }]);
+    await transaction.commit();
+    const records = await readTopic(kafka, TOPICS.prices, values.length + 1);
+    expect(records.map((r) => r.value.toString())).toEqual([...values, 'last']);
+  });
+});
+
+describe('the lean transactional producer', () => {
+  // The Kafka client's own lookups are the test "transactional producer" above.
+  it('looks its coordinators and leaders up once, not before every transaction', async () => {
+    const requests: ObservedRequest[] = [];
+    const client = testKafka({ KAFKA_STAGE_PRODUCER: 'wire' });
+    observeStageRequests(client, (request) => requests.push(request));
+    const producer = stageProducer(client, `it-${randomUUID()}`, 60_000);
+    cleanups.push(() => producer.disconnect());
+    await producer.connect();
+    const transact = async (i: number) => {
+      const transaction = await producer.transaction();
+      await transaction.send([{ topic: TOPICS.prices, key: 'IVE', value: `v${i}` }]);
+      await transaction.sendOffsets({ groupId: 'it-client', topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: String(i + 1) }] }] });
+      await transaction.commit();
+    };
+    await transact(0);
+    requests.length = 0;
+    const TRANSACTIONS = 20;
+    for (let i = 1; i <= TRANSACTIONS; i++) await transact(i);
+    const count = (apiName: string) => requests.filter((r) => r.apiName === apiName).length;
+    expect(count('FindCoordinator') + count('GroupCoordinator')).toBe(0);
+    expect(count('Metadata')).toBe(0);
+    // AddPartitionsToTxn right after a commit may be answered CONCURRENT_TRANSACTIONS and retried.
+    expect(count('AddPartitionsToTxn')).toBeGreaterThanOrEqual(TRANSACTIONS);
+    expect(count('Produce')).toBe(TRANSACTIONS);
+    expect(count('AddOffsetsToTxn')).toBeGreaterThanOrEqual(TRANSACTIONS);
+    expect(count('TxnOffsetCommit')).toBe(TRANSACTIONS);
+    expect(count('EndTxn')).toBe(TRANSACTIONS);
+    expect((await readTopic(kafka, TOPICS.prices, TRANSACTIONS + 1)).map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: TRANSACTIONS + 1 }, (_, i) => `v${i}`).sort());
+  });
+});
+
+// Every exactly-once stage runs on the lean producer by default; the Kafka client's stays for SASL.
+describe.each(['wire', 'kafkajs'])('exactly-once runner, %s producer', (producer) => {
+  beforeEach(() => {
+    kafka = testKafka({ KAFKA_STAGE_PRODUCER: producer });
+  });
+
   it("adds a transaction's offsets while it produces its records", async () => {
-    const requests: RequestEvent[] = [];
+    const requests: ObservedRequest[] = [];
     const metrics = new ServiceMetrics('it-runner');
     await copyStage(observed(kafka, requests), 0, metrics);
     // Once the stage has copied a first record (it is in its group, its producer open), records
@@ -273,7 +370,7 @@ describe('exactly-once runner', () => {
 
   it('with COMMIT_INTERVAL_MS, starts transactions no closer together and loses or repeats nothing', async () => {
     const INTERVAL = 400;
-    const requests: RequestEvent[] = [];
+    const requests: ObservedRequest[] = [];
     const metrics = new ServiceMetrics('it-runner');
     await copyStage(observed(kafka, requests), INTERVAL, metrics);
     // 40 records one by one over about 2 s: without the interval nearly each is a transaction.
@@ -296,7 +393,7 @@ describe('exactly-once runner', () => {
   });
 
   it('streaming (transactionStreamMs): a transaction takes its lane a piece at a time, several pieces each, and a backlog is copied exactly once', async () => {
-    const requests: RequestEvent[] = [];
+    const requests: ObservedRequest[] = [];
     const metrics = new ServiceMetrics('it-runner');
     await produceBacklog(3_000);
     await copyStage(observed(kafka, requests), 0, metrics, uniqueName('it-runner'), { transactionStreamMs: 5_000, maxRecordsPerTransaction: 100 });

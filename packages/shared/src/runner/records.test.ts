@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { defaultPartitioner } from '../kafka.ts';
 import { partitionFor, produceChunks, type ProducedRecord } from './records.ts';
 
 const record = (topic: string, value: string): ProducedRecord => ({ topic, key: 'K', value });
@@ -38,6 +39,20 @@ describe('partitionFor', () => {
   ])('puts key %s of %i partitions where the Java client does', (key, count, expected) => {
     expect(partitionFor({ topic: 't', key, value: 'v' }, count)).toBe(expected);
     expect(partitionFor({ topic: 't', key: Buffer.from(key), value: null }, count)).toBe(expected);
+  });
+
+  it("agrees with the Kafka client's partitioner on random keys of every length and UTF-8 text", () => {
+    const kafkajs = defaultPartitioner();
+    const partitionMetadata = Array.from({ length: 7 }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+    let seed = 42;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let i = 0; i < 5_000; i++) {
+      const bytes = Buffer.from(Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256)));
+      const text = `${i}-é€-${bytes.toString('hex').slice(0, i % 13)}`;
+      for (const key of [bytes, text]) {
+        expect(partitionFor({ topic: 't', key, value: null }, 7)).toBe(kafkajs({ topic: 't', partitionMetadata, message: { key, value: null } }));
+      }
+    }
   });
 
   it('keeps an explicit partition', () => {

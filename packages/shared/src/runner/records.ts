@@ -1,5 +1,5 @@
 /** What the runners consume and produce, and how outputs are cut into produce requests and partitioned. */
-import { defaultPartitioner } from '../kafka.ts';
+import { keyPartition } from '../wire/produce.ts';
 
 /** A record's headers as the client gives them (a value is bytes, or text when produced as text). */
 export type RecordHeaders = Record<string, Buffer | string | (Buffer | string)[] | undefined>;
@@ -72,17 +72,14 @@ export function produceChunks(outputs: readonly ProducedRecord[], maxBytes = MAX
   return chunks;
 }
 
-const partitioners = new Map<number, (record: ProducedRecord) => number>();
+let nullKeyTurn = 0;
 
-/** Which partition of a topic with `count` partitions the default partitioner gives a record. */
+/**
+ * Which partition of a topic with `count` partitions a record goes to: its own, else its key's
+ * under Kafka's default partitioner (murmur2, as the Java client computes it), else round robin.
+ */
 export function partitionFor(record: ProducedRecord, count: number): number {
   if (record.partition !== undefined) return record.partition;
-  let partitioner = partitioners.get(count);
-  if (partitioner === undefined) {
-    const partitionMetadata = Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
-    const partition = defaultPartitioner();
-    partitioner = (r) => partition({ topic: r.topic, partitionMetadata, message: { key: r.key, value: r.value } });
-    partitioners.set(count, partitioner);
-  }
-  return partitioner(record);
+  if (record.key !== null) return keyPartition(record.key, count);
+  return (nullKeyTurn = (nullKeyTurn + 1) % count);
 }

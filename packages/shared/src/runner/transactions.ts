@@ -5,58 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { slotAssigner, slotOf, defaultPartitioner, type Admin, type Kafka, type Producer } from '../kafka.ts';
+import { slotAssigner, slotOf, stageProducer, stageProducerKind, type Admin, type GroupOffsets, type StageProducer } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { untilSuccess } from '../retry.ts';
 import { addCounts, countOutputs, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
 import type { RunnerOptions, RunningConsumer, TransformOptions } from './options.ts';
-import { produceChunks, tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
-import { errorTypes, FENCED, isAny, REBALANCING, retrying, Stopped, withTimeout } from './retry.ts';
+import { tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
+import { FENCED, isAny, REBALANCING, retrying, Stopped, withTimeout } from './retry.ts';
 import { readStableOffsets, readStableOffsetsOf } from './offsets.ts';
-
-/**
- * A producer for one owner's transactions. A slot's id is the same in every process, so a new owner
- * fences the old one; an instance's id is its own (see openInstanceOwner).
- */
-function transactionalProducer(kafka: Kafka, transactionalId: string, transactionTimeout = 60_000): Producer {
-  return kafka.producer({
-    transactionalId,
-    idempotent: true,
-    // Two requests in flight: a transaction adds its offsets while it adds its partitions and
-    // produces (see commitWork). Produce requests stay one at a time: kafkajs holds a lock per
-    // broker around each produce of an idempotent producer, and commitWork sends chunks in turn.
-    maxInFlightRequests: 2,
-    transactionTimeout,
-    createPartitioner: defaultPartitioner,
-    // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the commit markers
-    // are written (a few ms); kafkajs retries that, and its default first wait (300 ms) would cap a
-    // partition at a few transactions a second.
-    retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 10 },
-  });
-}
-
-type Transaction = Awaited<ReturnType<Producer['transaction']>>;
-type SendOffsetsArgs = Parameters<Transaction['sendOffsets']>[0];
-
-const isConcurrentTransactions = (error: unknown) => errorTypes(error).has('CONCURRENT_TRANSACTIONS');
-
-/**
- * kafkajs does not retry AddOffsetsToTxn, and right after the previous commit the coordinator
- * answers CONCURRENT_TRANSACTIONS until that commit is complete. Retry it briefly in place rather
- * than abort a transaction whose records are already sent.
- */
-export async function sendOffsets(transaction: Transaction, args: SendOffsetsArgs): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await transaction.sendOffsets(args);
-      return;
-    } catch (error) {
-      if (!isConcurrentTransactions(error) || attempt >= 50) throw error;
-      await sleep(Math.min(100, 5 * attempt));
-    }
-  }
-}
 
 /** Times the steps of one operation into the service's metrics. */
 class StepTimer {
@@ -86,7 +42,7 @@ class StepTimer {
  */
 export interface SlotOwner {
   readonly slot: number;
-  readonly producer: Producer;
+  readonly producer: StageProducer;
   /** The next offset to process per `topic-partition`; records below it were committed already. */
   readonly committed: Map<string, bigint>;
   /** The tasks (partition numbers of the inputs) whose work this owner commits. */
@@ -108,10 +64,13 @@ export interface GroupMember {
   readonly assigned: ReadonlySet<string>;
 }
 
+/** A slot's new owner fences the old one by id, so a crashed owner's transaction is settled then; the timeout is the last resort. */
+const SLOT_TRANSACTION_TIMEOUT_MS = 60_000;
+
 async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
   const slots = options.slots ?? 1;
   const owns = (partition: number) => slotOf(partition, slots) === slot;
-  const producer = transactionalProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`);
+  const producer = stageProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`, SLOT_TRANSACTION_TIMEOUT_MS);
   try {
     options.logger.debug({ slot }, 'opening slot: fencing earlier owners');
     // InitProducerId fences any earlier owner and completes its pending transaction, so the
@@ -143,7 +102,7 @@ const INSTANCE_TRANSACTION_TIMEOUT_MS = 15_000;
  * for them is waited for (readStableOffsets) before anything is read or restored.
  */
 async function openInstanceOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, transactionalId: string, member: GroupMember): Promise<SlotOwner> {
-  const producer = transactionalProducer(options.kafka, transactionalId, INSTANCE_TRANSACTION_TIMEOUT_MS);
+  const producer = stageProducer(options.kafka, transactionalId, INSTANCE_TRANSACTION_TIMEOUT_MS);
   try {
     await withTimeout('initialising the transactional producer', producer.connect());
     const committed = await withTimeout('reading committed offsets', readStableOffsetsOf(admin, options.groupId, member.partitions), 120_000);
@@ -203,7 +162,7 @@ const settledWork = (work: readonly SlotWork[]): SlotWork[] => work.map(({ run }
  * held back (for every reader), so that stretch is kept short. Returns the work committed.
  */
 async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, first: Piece, next?: () => Promise<Piece | undefined>): Promise<SlotWork[]> {
-  const offsetsOf = (work: readonly SlotWork[], alsoTouched: readonly TopicPartition[]) => {
+  const offsetsOf = (work: readonly SlotWork[], alsoTouched: readonly TopicPartition[]): GroupOffsets['topics'] => {
     const offsets = new Map<string, Map<number, string>>();
     const add = (tp: TopicPartition, offset: string) => {
       let partitions = offsets.get(tp.topic);
@@ -227,9 +186,7 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
   try {
     let piece: Piece = first;
     for (;;) {
-      const sending = (async () => {
-        for (const chunk of produceChunks(piece.records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-      })();
+      const sending = transaction.send(piece.records);
       // Settled below in every case; a failure is not left unhandled while the next piece is prepared.
       sending.catch(() => undefined);
       committed.push(...settledWork(piece.work));
@@ -246,11 +203,7 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
       // AddOffsetsToTxn + TxnOffsetCommit run alongside the last AddPartitionsToTxn + Produce: two
       // round trips before the commit instead of four. Both settle before the commit or the abort.
       const settled = await Promise.allSettled([
-        sendOffsets(transaction, {
-          consumerGroupId: groupId,
-          ...(owner.member === undefined ? {} : { consumerGroupMetadata: { generationId: owner.member.generationId, memberId: owner.member.memberId } }),
-          topics: offsetsOf(committed, touched),
-        }),
+        transaction.sendOffsets({ groupId, member: owner.member, topics: offsetsOf(committed, touched) }),
         sending,
       ]);
       for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
@@ -428,8 +381,9 @@ export async function runSlots<O extends SlotOwner>(
     await admin.disconnect();
   };
 
-  if (perInstance) logger.info({ groupId, transactionalId }, 'starting exactly-once stage: one transactional producer for this instance');
-  else logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
+  const producerKind = stageProducerKind(kafka);
+  if (perInstance) logger.info({ groupId, transactionalId, producer: producerKind }, 'starting exactly-once stage: one transactional producer for this instance');
+  else logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots, producer: producerKind }, 'starting exactly-once stage');
   return startConsumer(options, perInstance ? () => 'instance' : (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }
 

@@ -78,6 +78,8 @@ export interface Cluster {
   readonly brokers: Map<number, { host: string; port: number }>;
   /** By topic: each partition's leader. */
   readonly leaders: Map<string, Map<number, number>>;
+  /** By topic: how many partitions it has (with a leader or not). */
+  readonly partitionCounts: Map<string, number>;
 }
 
 export function hostPort(address: string): { host: string; port: number } {
@@ -107,6 +109,7 @@ export function parseMetadata(body: Buffer, topics: readonly string[]): Cluster 
   r.string(); // cluster id
   r.int32(); // controller
   const leaders = new Map<string, Map<number, number>>();
+  const partitionCounts = new Map<string, number>();
   r.array((r) => {
     const error = r.int16();
     const name = r.string();
@@ -125,9 +128,10 @@ export function parseMetadata(body: Buffer, topics: readonly string[]): Cluster 
     const byPartition = new Map<number, number>();
     for (const p of partitions) if (p.leader >= 0) byPartition.set(p.partition, p.leader);
     leaders.set(name, byPartition);
+    partitionCounts.set(name, partitions.length);
   });
   for (const topic of topics) if (!leaders.has(topic)) throw new RetriableError(`topic ${topic} is not in the metadata`);
-  return { brokers, leaders };
+  return { brokers, leaders, partitionCounts };
 }
 
 export interface FetchedPartition {

@@ -2,7 +2,9 @@
  * One connection to a Kafka broker speaking the wire protocol's framing: a request is a size, its
  * header (api key, version, correlation id, client id) and body; a response is a size, the
  * correlation id and its body. Requests may be in flight together; responses come in order.
- * Used by the committed-records reader (committed-reader.ts), which needs only Metadata and Fetch.
+ * Used by the committed-records reader (committed-reader.ts: Metadata and Fetch) and the lean
+ * producer (transactional-producer.ts). A request of a flexible version (KIP-482) has a header with
+ * tagged fields, and so has its response.
  */
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
@@ -56,6 +58,34 @@ export class Writer {
     for (const item of items) each(this, item);
     return this;
   }
+  /** An unsigned varint (flexible versions' lengths and tag counts). */
+  uvarint(v: number): this {
+    this.room(5);
+    while (v >= 0x80) {
+      this.buffer[this.at++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buffer[this.at++] = v;
+    return this;
+  }
+  /** A compact (flexible versions') string; null: a nullable one's null. */
+  compactString(v: string | null): this {
+    if (v === null) return this.uvarint(0);
+    const n = Buffer.byteLength(v);
+    this.uvarint(n + 1);
+    this.room(n);
+    this.at += this.buffer.write(v, this.at);
+    return this;
+  }
+  compactArray<T>(items: readonly T[], each: (w: this, item: T) => void): this {
+    this.uvarint(items.length + 1);
+    for (const item of items) each(this, item);
+    return this;
+  }
+  /** No tagged fields. */
+  noTags(): this {
+    return this.uvarint(0);
+  }
   bytes(): Buffer {
     return this.buffer.subarray(0, this.at);
   }
@@ -97,6 +127,34 @@ export class Reader {
     for (let i = 0; i < n; i++) items.push(each(this));
     return items;
   }
+  uvarint(): number {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      const byte = this.data[this.at++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+      if (shift > 28) throw new Error('an unsigned varint longer than 5 bytes');
+    }
+  }
+  compactString(): string | null {
+    const n = this.uvarint() - 1;
+    if (n < 0) return null;
+    return this.data.toString('utf8', this.at, (this.at += n));
+  }
+  compactArray<T>(each: (r: this) => T): T[] {
+    const n = this.uvarint() - 1;
+    const items: T[] = [];
+    for (let i = 0; i < n; i++) items.push(each(this));
+    return items;
+  }
+  /** Skips tagged fields (none of them is read here). */
+  skipTags(): void {
+    const count = this.uvarint();
+    for (let i = 0; i < count; i++) {
+      this.uvarint(); // tag
+      this.at += this.uvarint();
+    }
+  }
 }
 
 export class ConnectionError extends Error {
@@ -117,6 +175,8 @@ export interface ConnectionOptions {
   readonly ssl: boolean;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Told of every request as it is sent (diagnostics and tests). */
+  readonly onRequest?: ((apiKey: number, correlationId: number) => void) | undefined;
 }
 
 export class Connection {
@@ -159,14 +219,19 @@ export class Connection {
     return this.closedWith !== undefined;
   }
 
-  /** Sends a request; resolves with the response's body (after the correlation id). */
-  async request(apiKey: number, apiVersion: number, body: Buffer): Promise<Buffer> {
+  /**
+   * Sends a request; resolves with the response's body (after the correlation id, and for a
+   * flexible version after the response header's tagged fields too).
+   */
+  async request(apiKey: number, apiVersion: number, body: Buffer, flexible = false): Promise<Buffer> {
     await this.ready;
     if (this.closedWith !== undefined) throw this.closedWith;
     const correlationId = (this.correlationId = (this.correlationId + 1) | 0);
-    const header = new Writer(64).int32(0).int16(apiKey).int16(apiVersion).int32(correlationId).string(this.options.clientId).bytes();
+    this.options.onRequest?.(apiKey, correlationId);
+    const writer = new Writer(64).int32(0).int16(apiKey).int16(apiVersion).int32(correlationId).string(this.options.clientId);
+    const header = (flexible ? writer.noTags() : writer).bytes();
     header.writeInt32BE(header.length - 4 + body.length, 0);
-    return new Promise<Buffer>((resolve, reject) => {
+    const response = new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(
         () => this.fail(new ConnectionError(`request ${apiKey} v${apiVersion} to ${this.options.host}:${this.options.port}: no response within ${this.options.requestTimeoutMs} ms`)),
         this.options.requestTimeoutMs,
@@ -177,6 +242,10 @@ export class Connection {
       this.socket.write(body);
       this.socket.uncork();
     });
+    if (!flexible) return response;
+    const reader = new Reader(await response);
+    reader.skipTags();
+    return reader.data.subarray(reader.at);
   }
 
   close(): void {

@@ -66,6 +66,14 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
     store: tasks,
     changed: new Map(),
   });
+  /** The tasks' changes since their last checkpoint and the offsets they are as of, in one store transaction. */
+  const checkpointAll = (tasks: readonly (readonly [PositionsTask, ReadonlyMap<string, bigint>])[]) => {
+    store!.writeAll(tasks.map(([task, committed]) => ({ task: task.store!, snapshots: task.changed, offsets: committed })));
+    for (const [task] of tasks) {
+      task.changed.clear();
+      task.book.accounts.clear();
+    }
+  };
   return {
     restore: (partition) => {
       if (store === undefined) {
@@ -106,11 +114,8 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
             const tasks = store.task(partition);
             return tasks.isAsOf(committed) ? taskOf(partition, tasks) : undefined;
           },
-          checkpoint: (task: PositionsTask, committed: ReadonlyMap<string, bigint>) => {
-            task.store!.write(task.changed, committed);
-            task.changed.clear();
-            task.book.accounts.clear();
-          },
+          checkpoint: (task: PositionsTask, committed: ReadonlyMap<string, bigint>) => checkpointAll([[task, committed]]),
+          checkpointAll,
         }),
     process: (task, records, source) => {
       const { book } = task;

@@ -27,7 +27,8 @@ runService(SERVICE_NAME, async (logger) => {
     FILL_PUBLISHER_STATE_DIR: z.string().min(1).default(join(process.cwd(), '.local', 'fill-publisher')),
   });
   const store = PositionStore.open(env.FILL_PUBLISHER_STATE_DIR, `${env.GROUP_ID}-positions`);
-  logger.info({ path: store.path }, 'positions store opened');
+  if (store.distrusted === undefined) logger.info({ path: store.path }, 'positions store opened');
+  else logger.warn({ path: store.path, reason: store.distrusted }, 'positions store opened, but its data is not trusted: every task is restored from its changelog');
   const { kafka, metrics, runnerSettings, close } = await connectService(SERVICE_NAME, env, logger);
 
   const filling = await runTransform({

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, ServiceMetrics, TOPICS, type ConsumedRecord, type Fill, type StatefulHandler } from '@tradeflow/shared';
+import { open } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPositionsHandler, type PositionsTask } from './handler.ts';
 import { PositionStore } from './store.ts';
@@ -149,5 +150,60 @@ describe('PositionStore with the positions handler', () => {
     writeFileSync(join(first.path, 'owner.pid'), `${process.ppid}\n`);
     const other = openStore(dir);
     expect(other.path).toBe(`${first.path}-3`);
+  });
+
+  it('trusts a store a crashed process left (same boot), and restores every task of one an earlier boot left open', async () => {
+    const dir = tempDir();
+    const store = openStore(dir);
+    const handler = handlerOn(store);
+    await restored(handler, [{ key: '1', value: Buffer.from(JSON.stringify({ taxpayer_id: 1, shares: { IVE: 1 }, cash: -1, fills: 1, timestamp: 1_700_000_000 })) }], 7n);
+    expect(store.distrusted).toBeUndefined();
+    await closeStore(store);
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    // What the store records of itself, as a process that died with it open in this boot, or in an earlier one, left it.
+    const leave = (state: { boot: string; closedCleanly: boolean }) => {
+      const raw = open({ path: join(store.path, 'lmdb'), maxDbs: 1_024, compression: false });
+      raw.openDB<typeof state, string>({ name: 'state' }).putSync('store', state);
+      return raw.close();
+    };
+
+    await leave({ boot, closedCleanly: false });
+    const afterCrash = openStore(dir);
+    expect(afterCrash.distrusted).toBeUndefined();
+    expect(handlerOn(afterCrash).open!(0, at(7n))).toBeDefined();
+    await closeStore(afterCrash);
+
+    await leave({ boot: 'an-earlier-boot', closedCleanly: true });
+    const afterCleanClose = openStore(dir);
+    expect(afterCleanClose.distrusted).toBeUndefined();
+    expect(handlerOn(afterCleanClose).open!(0, at(7n))).toBeDefined();
+    await closeStore(afterCleanClose);
+
+    await leave({ boot: 'an-earlier-boot', closedCleanly: false });
+    const afterReset = openStore(dir);
+    expect(afterReset.distrusted).toMatch(/earlier boot/);
+    expect(handlerOn(afterReset).open!(0, at(7n))).toBeUndefined();
+    // It is trusted again once restored, and a clean close keeps it so.
+    await restored(handlerOn(afterReset), [], 9n);
+    await closeStore(afterReset);
+    const next = openStore(dir);
+    expect(next.distrusted).toBeUndefined();
+    expect(handlerOn(next).open!(0, at(9n))).toBeDefined();
+  });
+
+  it('writes the checkpoints of several tasks in one transaction (checkpointAll)', () => {
+    const store = openStore(tempDir());
+    const handler = handlerOn(store);
+    const tasks = [0, 1, 2].map((partition) => {
+      const restorer = handler.restore(partition);
+      return restorer.end();
+    });
+    tasks.forEach((task, partition) => handler.process(task, [{ ...fillRecord(10 + partition, 'IVE', 1, -2), partition }], { topic: TOPICS.fills, partition }));
+    handler.checkpointAll!(tasks.map((task, partition) => [task, at(BigInt(100 + partition))] as const));
+    for (const partition of [0, 1, 2]) {
+      expect(store.task(partition).offsets()).toEqual(at(BigInt(100 + partition)));
+      expect(snapshotOf(store, partition, 10 + partition)).toMatchObject({ shares: { IVE: 1 }, cash: -2, fills: 1 });
+      expect(tasks[partition]!.changed.size).toBe(0);
+    }
   });
 });

@@ -41,6 +41,8 @@ export interface StatefulHandler<S> {
    * that fails is never checkpointed: its state is dropped and opened or restored again).
    */
   checkpoint?(state: S, committed: TaskOffsets): void;
+  /** checkpoint() of several tasks at once (what one Kafka transaction committed), when a store can write them together. */
+  checkpointAll?(tasks: readonly (readonly [state: S, committed: TaskOffsets])[]): void;
 }
 
 /** A StatefulHandler's restore for state that is rebuilt from all its changelog entries at once. */
@@ -129,6 +131,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
   type StatefulOwner = SlotOwner & { readonly states: Map<number, S> };
 
   const checkpoint = options.handler.checkpoint?.bind(options.handler);
+  const checkpointAll = options.handler.checkpointAll?.bind(options.handler);
   const committedOf = (owner: StatefulOwner, partition: number): TaskOffsets =>
     new Map(options.topics.map((topic) => [topic, owner.committed.get(tpKey({ topic, partition })) ?? 0n]));
 
@@ -223,7 +226,9 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     checkpoint === undefined
       ? undefined
       : (owner, work) => {
-          for (const partition of new Set(work.map((w) => w.run.source.partition))) checkpoint(owner.states.get(partition)!, committedOf(owner, partition));
+          const partitions = [...new Set(work.map((w) => w.run.source.partition))];
+          if (checkpointAll !== undefined) checkpointAll(partitions.map((partition) => [owner.states.get(partition)!, committedOf(owner, partition)] as const));
+          else for (const partition of partitions) checkpoint(owner.states.get(partition)!, committedOf(owner, partition));
         },
   );
 }

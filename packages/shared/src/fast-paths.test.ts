@@ -8,6 +8,7 @@ import {
   Fill,
   MAX_EPOCH_SECONDS,
   MIN_EPOCH_SECONDS,
+  PortfolioOrder,
   Position,
   PriceTick,
 } from './index.ts';
@@ -66,6 +67,22 @@ const validComponent = (r: Random) => ({
   timestamp: epoch(r),
   ...extra(r),
 });
+const validPortfolioOrder = (r: Random) => {
+  const symbols = [...SYMBOLS].sort(() => r.next() - 0.5).slice(0, r.int(1, SYMBOLS.length));
+  const raw = symbols.map(() => r.next() + 0.01);
+  const total = raw.reduce((a, b) => a + b, 0);
+  return {
+    taxpayer_id: taxpayer(r),
+    portfolio_order_id: uuid(r),
+    order_type: r.pick(['BUY', 'SELL']),
+    amount: positive(r, 1e12),
+    // The original's [symbol, weight] pairs, or objects (sometimes with a field the schema drops).
+    portfolio: symbols.map((symbol, i) => (r.next() < 0.5 ? [symbol, raw[i]! / total] : { symbol, weight: raw[i]! / total, ...extra(r) })),
+    priority: r.pick([1, 2]),
+    timestamp: epoch(r),
+    ...extra(r),
+  };
+};
 const validAllocation = (r: Random) => ({
   taxpayer_id: taxpayer(r),
   portfolio_order_id: uuid(r),
@@ -135,6 +152,17 @@ function mutate(r: Random, message: unknown): unknown {
     }
     target = allocations[r.int(0, allocations.length - 1)] as Record<string, unknown>;
   }
+  const portfolio = copy['portfolio'];
+  if (Array.isArray(portfolio) && r.next() < 0.4) {
+    const i = r.int(0, portfolio.length - 1);
+    const component = portfolio[i] as unknown;
+    const roll = r.next();
+    if (roll < 0.1) copy['portfolio'] = r.pick([[], 'all', null, [...portfolio, portfolio[0]]]);
+    else if (roll < 0.2) portfolio[i] = r.pick([null, 'MSFT', [], ['MSFT'], ['MSFT', 0.5, 1], { symbol: 'MSFT' }]);
+    else if (Array.isArray(component)) component[r.int(0, 1)] = r.pick([...BAD_VALUES, 0.5, 1]);
+    else if (typeof component === 'object' && component !== null) (component as Record<string, unknown>)[r.pick(['symbol', 'weight'])] = r.pick([...BAD_VALUES, 0.5, 1]);
+    return copy;
+  }
   const shares = copy['shares'];
   if (typeof shares === 'object' && shares !== null && Object.keys(shares).length > 0 && r.next() < 0.3) {
     if (r.next() < 0.15) {
@@ -167,6 +195,7 @@ function expectSameAsSchema(schema: z.ZodType, message: unknown): 'fast' | 'sche
 const CASES = [
   ['PriceTick', PriceTick, validPrice],
   ['ComponentOrder', ComponentOrder, validComponent],
+  ['PortfolioOrder', PortfolioOrder, validPortfolioOrder],
   ['Execution', Execution, validExecution],
   ['Fill', Fill, validFill],
   ['Position', Position, validPosition],

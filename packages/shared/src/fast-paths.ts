@@ -14,9 +14,11 @@ import {
   Fill,
   MAX_EPOCH_SECONDS,
   MIN_EPOCH_SECONDS,
+  PortfolioOrder,
   Position,
   PriceTick,
   registerFastPath,
+  WEIGHT_SUM_TOLERANCE,
 } from './schemas.ts';
 
 type Json = Record<string, unknown>;
@@ -62,6 +64,50 @@ function componentOrder(v: unknown): ComponentOrder | undefined {
     return undefined;
   }
   return { taxpayer_id, portfolio_order_id, component_order_id, order_type, symbol, amount, priority, timestamp };
+}
+
+const isWeight = (v: unknown): v is number => isNumber(v) && v > 0 && v <= 1;
+
+/**
+ * A portfolio order as its producers send it (components as [symbol, weight] pairs or
+ * {symbol, weight} objects), answered when every component is in the form the schema leaves as it
+ * is, the weights sum to 1 (±1e-6, summed in the schema's order) and no symbol repeats.
+ */
+function portfolioOrder(v: unknown): PortfolioOrder | undefined {
+  if (!isObject(v)) return undefined;
+  const { taxpayer_id, portfolio_order_id, order_type, amount, portfolio, priority, timestamp } = v;
+  if (
+    !isTaxpayer(taxpayer_id) ||
+    !isUuid(portfolio_order_id) ||
+    !isOrderType(order_type) ||
+    !isMoney(amount) ||
+    !Array.isArray(portfolio) ||
+    portfolio.length < 1 ||
+    portfolio.length > 100 ||
+    (priority !== 1 && priority !== 2) ||
+    !isEpoch(timestamp)
+  ) {
+    return undefined;
+  }
+  const components = new Array<{ symbol: string; weight: number }>(portfolio.length);
+  let sum = 0;
+  for (let i = 0; i < portfolio.length; i++) {
+    const c: unknown = portfolio[i];
+    let symbol: unknown;
+    let weight: unknown;
+    if (Array.isArray(c)) {
+      if (c.length !== 2) return undefined;
+      [symbol, weight] = c as unknown[];
+    } else if (isObject(c)) {
+      ({ symbol, weight } = c);
+    } else return undefined;
+    if (!isSymbol(symbol) || !isWeight(weight)) return undefined;
+    for (let j = 0; j < i; j++) if (components[j]!.symbol === symbol) return undefined;
+    components[i] = { symbol, weight };
+    sum += weight;
+  }
+  if (Math.abs(sum - 1) > WEIGHT_SUM_TOLERANCE) return undefined;
+  return { taxpayer_id, portfolio_order_id, order_type, amount, portfolio: components, priority, timestamp };
 }
 
 function allocation(v: unknown): Allocation | undefined {
@@ -187,5 +233,6 @@ function position(v: unknown): Position | undefined {
 registerFastPath(PriceTick, priceTick);
 registerFastPath(Position, position);
 registerFastPath(ComponentOrder, componentOrder);
+registerFastPath(PortfolioOrder, portfolioOrder);
 registerFastPath(Execution, execution);
 registerFastPath(Fill, fill);

@@ -34,7 +34,8 @@ export function createMatchHandler(matcher: Matcher, metrics: ServiceMetrics, lo
             logger.warn({ ...source, offset: record.offset, reason: price.reason }, 'skipped an invalid price');
           }
         } else {
-          const order = decodeMessage(ComponentOrder, record.value);
+          // A component split in this transaction comes as it was made; one read from Kafka is decoded.
+          const order = record.parsed === undefined ? decodeMessage(ComponentOrder, record.value) : { ok: true as const, value: record.parsed as ComponentOrder };
           if (order.ok) matcher.onOrder(state, order.value, changes, executions);
           else outputs.push(deadLetter(record, TOPICS.ordersDlq, order.reason, SERVICE_NAME));
         }

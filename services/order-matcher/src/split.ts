@@ -48,7 +48,8 @@ export function splitOrders(records: readonly ConsumedRecord[]): ProducedRecord[
       continue;
     }
     for (const component of splitPortfolioOrder(parsed.value)) {
-      out.push({ topic: TOPICS.orderComponents, key: component.symbol, value: JSON.stringify(component) });
+      // `parsed`: matched in the same transaction without decoding it again (applyOwnOutputs).
+      out.push({ topic: TOPICS.orderComponents, key: component.symbol, value: JSON.stringify(component), parsed: component });
     }
   }
   return out;

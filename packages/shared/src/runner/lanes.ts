@@ -218,6 +218,12 @@ export function startConsumer(
      * KAFKA_STAGE_READER=kafkajs, SASL is on, or the runner commits the group's offsets itself.
      */
     readonly fetcher?: 'lean' | 'consumer';
+    /**
+     * With the lean reader: records the runner will not process, told by their topic and headers
+     * (see readHeaders), are left out without an object made for them; their offsets are
+     * committed all the same. The Kafka client's consumer hands them over (the runner drops them).
+     */
+    readonly skipRecord?: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined;
   },
   laneOf: (source: TopicPartition) => string,
   /**
@@ -403,6 +409,7 @@ export function startConsumer(
               headers: readHeaders(data, headersAt),
               timestamp: String(timestamp),
             }),
+            skip: options.skipRecord,
             maxWaitMs: options.fetchMaxWaitMs ?? 200,
             partitionMaxBytes: maxBytesPerPartition,
             maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
@@ -415,8 +422,9 @@ export function startConsumer(
             const from = at?.get(batch.partition);
             if (stopping || at === undefined || from === undefined) return;
             at.set(batch.partition, batch.next);
-            // Only transaction markers or aborted records: nothing to process.
-            if (batch.records.length === 0) return;
+            // Only transaction markers or aborted records: nothing to process. Records left out by
+            // `skipRecord` are queued as an empty batch: their offsets are committed like any others.
+            if (batch.records.length === 0 && batch.skipped === 0) return;
             const { topic, partition, records } = batch;
             const k = `${topic}-${partition}`;
             const handOver = ++handOvers;

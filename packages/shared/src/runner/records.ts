@@ -13,6 +13,11 @@ export interface ConsumedRecord {
   readonly headers: RecordHeaders;
   /** Broker or producer timestamp, epoch milliseconds as a string. */
   readonly timestamp: string;
+  /**
+   * An own output a stateful stage applies where it produced it (applyOwnOutputs): the value as
+   * the handler that produced it had it (ProducedRecord.parsed), so it need not be decoded again.
+   */
+  readonly parsed?: unknown;
 }
 
 export interface ProducedRecord {
@@ -23,6 +28,8 @@ export interface ProducedRecord {
   readonly headers?: Record<string, string | Buffer>;
   /** An explicit partition; by default the key decides. */
   readonly partition?: number;
+  /** The value before it was encoded, for a stage that applies its own outputs (ConsumedRecord.parsed); not sent. */
+  readonly parsed?: unknown;
 }
 
 export interface TopicPartition {

@@ -5,6 +5,7 @@ import { untilSuccess } from '../retry.ts';
 import type { RunnerOptions, RunningConsumer } from './options.ts';
 import { partitionFor, tpKey, type ConsumedRecord, type ProducedRecord, type RecordHeaders, type TopicPartition } from './records.ts';
 import { runSlots, type SlotOwner } from './transactions.ts';
+import { hasHeader } from '../wire/record-batches.ts';
 
 export interface StateUpdate {
   readonly outputs: readonly ProducedRecord[];
@@ -92,7 +93,7 @@ function appliedOutput(output: ProducedRecord, partition: number, appliedBy: Buf
   for (const [k, v] of Object.entries(output.headers ?? {})) if (k !== APPLIED_HEADER) headers[k] = asBuffer(v)!;
   return {
     sent: { topic: output.topic, key, value, partition, headers: headers as Record<string, Buffer> },
-    seen: { topic: output.topic, partition, offset: '-1', key, value, headers, timestamp: String(Date.now()) },
+    seen: { topic: output.topic, partition, offset: '-1', key, value, headers, timestamp: String(Date.now()), ...(output.parsed === undefined ? {} : { parsed: output.parsed }) },
   };
 }
 
@@ -175,8 +176,10 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
     ownCount = await untilSuccess('reading the partition counts of the inputs', logger, () => equalPartitionCounts(kafka, options.topics, groupId), options.retryMaxMs);
   }
 
+  const appliedName = Buffer.from(APPLIED_HEADER);
   return runSlots<StatefulOwner>(
-    options,
+    // Own outputs this stage applied when it produced them are not even made into records when read back.
+    ownTopic === undefined ? options : { ...options, skipRecord: (topic, data, headersAt) => topic === ownTopic && hasHeader(data, headersAt, appliedName, appliedBy) },
     (owner) => ({ ...owner, states: new Map<number, S>() }),
     async (owner, work) => {
       // Applying own outputs can reach any task of the owner, so all of them are restored then.

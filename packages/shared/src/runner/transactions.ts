@@ -126,22 +126,23 @@ export interface SlotWork {
 
 /** The runs of a lane with what is left of them once the records committed already are dropped. */
 export function freshWork(owner: SlotOwner, runs: readonly BatchContext[]): SlotWork[] {
-  return runs
-    .map((run) => {
-      const key = tpKey(run.source);
-      const floor = owner.committed.get(key);
-      if (floor === undefined) {
-        // Fetched in an earlier generation for a partition this one does not assign here: not ours to commit.
-        if (owner.member !== undefined && !owner.member.assigned.has(key)) return { run, fresh: [] };
-        // Ours, but its committed offset was not read: processing it from anywhere could repeat work.
-        throw new Error(`no committed offset read for ${key}, which this owner commits`);
-      }
-      // Records are in offset order: usually the first is fresh already and nothing is filtered.
-      const first = run.records[0];
-      const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
-      return { run, fresh };
-    })
-    .filter((w) => w.fresh.length > 0);
+  const work: SlotWork[] = [];
+  for (const run of runs) {
+    const key = tpKey(run.source);
+    const floor = owner.committed.get(key);
+    if (floor === undefined) {
+      // Fetched in an earlier generation for a partition this one does not assign here: not ours to commit.
+      if (owner.member !== undefined && !owner.member.assigned.has(key)) continue;
+      // Ours, but its committed offset was not read: processing it from anywhere could repeat work.
+      throw new Error(`no committed offset read for ${key}, which this owner commits`);
+    }
+    // Records are in offset order: usually the first is fresh already and nothing is filtered.
+    const first = run.records[0];
+    const fresh = first === undefined || BigInt(first.offset) >= floor ? run.records : run.records.filter((r) => BigInt(r.offset) >= floor);
+    // A run without records to process (all of them left out when fetched) still moves its offset on.
+    if (fresh.length > 0 || (run.records.length === 0 && BigInt(run.nextOffset) > floor)) work.push({ run, fresh });
+  }
+  return work;
 }
 
 /** A piece of a transaction: its work, the records to produce for it, and other partitions whose state it changed. */
@@ -245,7 +246,7 @@ const laneKey = (slot: number) => `slot-${slot}`;
  * metrics count (the rest are changelog entries).
  */
 export async function runSlots<O extends SlotOwner>(
-  options: RunnerOptions & { readonly transactionalIdPrefix: string },
+  options: RunnerOptions & { readonly transactionalIdPrefix: string; readonly skipRecord?: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined },
   extend: (owner: SlotOwner) => O,
   /** `touched`: other partitions whose state the records change (committed at their current offsets, see commitWork). */
   prepare: (owner: O, work: readonly SlotWork[]) => Promise<{ outputs: readonly ProducedRecord[]; records: readonly ProducedRecord[]; touched?: readonly TopicPartition[] }>,

@@ -54,6 +54,8 @@ export interface FollowedBatch<R = FollowedRecord> {
   readonly partition: number;
   /** The committed records fetched (none when the fetch brought only transaction markers or aborted records); the receiver's to keep. */
   readonly records: R[];
+  /** Committed records left out by the options' `skip` (their offsets are in the batch, their records are not). */
+  readonly skipped: number;
   /** The offset after what was fetched: where this partition is read on from. */
   readonly next: number;
   readonly highWatermark: number;
@@ -95,6 +97,7 @@ export type Starts = ReadonlyMap<string, ReadonlyMap<number, number>>;
 export class CommittedFollower<R = FollowedRecord> {
   private readonly options: CommittedReaderOptions;
   private readonly makeRecord: RecordMaker<R>;
+  private readonly skip: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined;
   private readonly room: ReceiverRoom | undefined;
   /** The fetched records' size, on average (a moving one): what the room in records is in bytes. */
   private bytesPerRecord = INITIAL_BYTES_PER_RECORD;
@@ -117,8 +120,17 @@ export class CommittedFollower<R = FollowedRecord> {
    * `deliver` gets each partition's fetched batches in order and is awaited before that fetch's
    * next partition is handed over; if it throws, what it was given is fetched again.
    */
-  constructor(options: CommittedReaderOptions & { readonly makeRecord?: RecordMaker<R>; readonly room?: ReceiverRoom }, deliver: (batch: FollowedBatch<R>) => Promise<void>) {
+  constructor(
+    options: CommittedReaderOptions & {
+      readonly makeRecord?: RecordMaker<R>;
+      readonly room?: ReceiverRoom;
+      /** Records the receiver does not want, told by their topic and headers (`headersAt`, see readHeaders): no object is made for them. */
+      readonly skip?: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined;
+    },
+    deliver: (batch: FollowedBatch<R>) => Promise<void>,
+  ) {
     this.options = options;
+    this.skip = options.skip;
     this.makeRecord = options.makeRecord ?? (followedRecord as unknown as RecordMaker<R>);
     this.room = options.room;
     this.deliver = deliver;
@@ -293,12 +305,15 @@ export class CommittedFollower<R = FollowedRecord> {
         const f = moved[i]!;
         const from = offsets.get(f.topic)!.get(f.partition)!;
         const records: R[] = [];
+        let skipped = 0;
+        const skip = this.skip;
         visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
-          records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
+          if (skip !== undefined && skip(f.topic, data, headersAt)) skipped++;
+          else records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
         });
-        if (records.length > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / records.length;
+        if (records.length + skipped > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / (records.length + skipped);
         try {
-          await this.deliver({ topic: f.topic, partition: f.partition, records, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });
+          await this.deliver({ topic: f.topic, partition: f.partition, records, skipped, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });
         } catch (error) {
           // What this fetch brought from here on is fetched again.
           for (const g of moved.slice(i)) positions.get(g.topic)!.set(g.partition, offsets.get(g.topic)!.get(g.partition)!);

@@ -122,6 +122,29 @@ export function readHeaders(data: Buffer, at: number): Record<string, Buffer | B
   return headers;
 }
 
+/** Whether a record's headers (from RecordVisitor's `headersAt`) have `name` with exactly `value`: read in place, nothing made. */
+export function hasHeader(data: Buffer, at: number, name: Buffer, value: Buffer): boolean {
+  const position = { at };
+  const count = readVarint(data, position);
+  for (let i = 0; i < count; i++) {
+    const nameLength = readVarint(data, position);
+    const nameAt = position.at;
+    position.at += nameLength;
+    const valueLength = readVarint(data, position);
+    const valueAt = position.at;
+    if (valueLength > 0) position.at += valueLength;
+    if (
+      nameLength === name.length &&
+      valueLength === value.length &&
+      data.compare(name, 0, name.length, nameAt, nameAt + nameLength) === 0 &&
+      data.compare(value, 0, value.length, valueAt, valueAt + valueLength) === 0
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
 function skipVarint(data: Buffer, position: { at: number }): void {
   let at = position.at;
   for (let n = 0; data[at++]! & 0x80; n++) if (n > 10) throw new RecordBatchError('a varlong longer than 10 bytes');

@@ -6,6 +6,7 @@
  */
 import {
   connectService,
+  envInt,
   kafkaEnv,
   parseEnv,
   runService,
@@ -25,6 +26,8 @@ runService(SERVICE_NAME, async (logger) => {
     ...serviceEnv,
     GROUP_ID: z.string().min(1).default(SERVICE_NAME),
     FILL_PUBLISHER_STATE_DIR: z.string().min(1).default(join(process.cwd(), '.local', 'fill-publisher')),
+    /** The positions stage's COMMIT_INTERVAL_MS: it is off the order→fill path (see the README). */
+    POSITIONS_COMMIT_INTERVAL_MS: envInt(0, 60_000).default(20),
   });
   const store = PositionStore.open(env.FILL_PUBLISHER_STATE_DIR, `${env.GROUP_ID}-positions`);
   if (store.distrusted === undefined) logger.info({ path: store.path }, 'positions store opened');
@@ -50,6 +53,7 @@ runService(SERVICE_NAME, async (logger) => {
     transactionalIdPrefix: `${env.GROUP_ID}-positions`,
     changelogTopic: TOPICS.positions,
     ...runnerSettings,
+    commitIntervalMs: env.POSITIONS_COMMIT_INTERVAL_MS,
     handler: createPositionsHandler(metrics, logger, store),
   });
   return {

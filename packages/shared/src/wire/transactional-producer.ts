@@ -93,6 +93,7 @@ interface Node {
 const nodeKey = (node: Node) => `${node.host}:${node.port}`;
 const partitionKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const PRODUCE_TIMEOUT_MS = 30_000;
+const CONCURRENT_TRANSACTIONS_RETRY_MS = 2;
 const MAX_SEQUENCE = 0x7fffffff;
 
 /** Any broker error a retry can mend, or a connection lost before its answer (for idempotent control requests only). */
@@ -212,11 +213,23 @@ export class TransactionalProducer {
           this.groupCoordinators.clear();
           this.cluster = undefined;
         }
+        // CONCURRENT_TRANSACTIONS: the previous transaction's markers are still being written, which
+        // takes milliseconds; waiting longer each time (5, 10, 20, 40, 80 ms…) added up to the
+        // slowest transactions' time. Asked again at a short, steady pace instead (as Kafka's Java
+        // producer does for AddPartitionsToTxn); everything else backs off.
+        if (type === 'CONCURRENT_TRANSACTIONS') {
+          this.concurrentRetries++;
+          await sleep(CONCURRENT_TRANSACTIONS_RETRY_MS);
+          continue;
+        }
         await sleep(backoffMs);
         backoffMs = Math.min(200, backoffMs * 2);
       }
     }
   }
+
+  /** How many times a request was answered CONCURRENT_TRANSACTIONS and asked again (diagnostics). */
+  concurrentRetries = 0;
 
   private async findCoordinator(key: string, keyType: number): Promise<Node> {
     const bootstrap = this.bootstrap[Math.floor(Math.random() * this.bootstrap.length)]!;

@@ -12,14 +12,14 @@
  *      the highest rate kept up, with its latency;
  *   peak memory (RSS) of each service.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000]
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000] [--reader wire|kafkajs]
  * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
  * execution and its fill), at the cost of reading two more topics. SERVICE_NODE_OPTIONS is given
  * to order-matcher and fill-publisher as NODE_OPTIONS (a heap cap, say), not to this process.
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
+import { CommittedFollower, committedReaderOptions, createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
 import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
 import { fmt, peakMemory, Report } from './lib/report.ts';
@@ -44,6 +44,8 @@ const { values } = parseArgs({
     priority: { type: 'string' },
     /** After the listed rates, raise the rate by this many orders/s while the pipeline keeps up. */
     ramp: { type: 'string', default: '0' },
+    /** What reads the fills (and with --hops components and executions): wire (the lean reader) or kafkajs (the client's consumer). */
+    reader: { type: 'string', default: 'wire' },
     /** Instances of order-matcher and of fill-publisher, each in one group (with TRANSACTIONAL_PRODUCER=slot, TRANSACTION_SLOTS decides how they share). */
     instances: { type: 'string', default: '1' },
   },
@@ -53,6 +55,7 @@ const RATES = values.rates.split(',').map(Number).filter((r) => r > 0);
 const SECONDS = Number(values.seconds);
 const RAMP = Number(values.ramp);
 const INSTANCES = Number(values.instances);
+if (values.reader !== 'wire' && values.reader !== 'kafkajs') throw new Error(`--reader must be wire or kafkajs, not ${values.reader}`);
 if (!Number.isInteger(INSTANCES) || INSTANCES < 1) throw new Error(`--instances must be a whole number >= 1, not ${values.instances}`);
 /**
  * A phase kept up when, as its feed ended, less than a second's worth of its components was
@@ -119,55 +122,78 @@ let lastFillAt = 0;
 const componentAt = new Map<string, number>();
 const executionAt = new Map<string, number>();
 const hops = new Map<string, { split: number[]; match: number[]; fill: number[]; read: number[] }>();
-const consumer = kafka.consumer({ groupId: `${run}-reader`, maxWaitTimeInMs: 20 });
-await consumer.connect();
-await consumer.subscribe({ topics: values.hops ? [TOPICS.fills, TOPICS.orderComponents, TOPICS.executions] : [TOPICS.fills], fromBeginning: true });
-await consumer.run({
-  partitionsConsumedConcurrently: 18,
-  eachBatch: async ({ batch }) => {
-    const now = Date.now() / 1000;
-    if (batch.topic === TOPICS.orderComponents) {
-      for (const message of batch.messages) {
-        const component = JSON.parse(message.value!.toString()) as { component_order_id: string; priority: number };
-        if (component.priority === 1) componentAt.set(component.component_order_id, Number(message.timestamp));
-      }
-      return;
-    }
-    if (batch.topic === TOPICS.executions) {
-      for (const message of batch.messages) {
-        const execution = JSON.parse(message.value!.toString()) as { component_order_id: string; execution_id?: string };
-        if (execution.execution_id?.startsWith('blk:') !== true) executionAt.set(execution.component_order_id, Number(message.timestamp));
-      }
-      return;
-    }
-    for (const message of batch.messages) {
-      const fill = JSON.parse(message.value!.toString()) as Fill;
-      const phase = phaseOf.get(fill.component_order_id) ?? 'unknown';
-      fillsSeen.set(phase, (fillsSeen.get(phase) ?? 0) + 1);
-      if (phase === 'backlog') {
-        if (firstFillAt === 0) firstFillAt = performance.now();
-        lastFillAt = performance.now();
-      }
-      const l = latencies.get(phase) ?? { all: [], p1: [], p2: [] };
-      const ms = (now - (fill.order_timestamp ?? now)) * 1000;
-      l.all.push(ms);
-      (fill.execution_id.startsWith('blk:') ? l.p2 : l.p1).push(ms);
-      latencies.set(phase, l);
-      const componentTs = componentAt.get(fill.component_order_id);
-      const executionTs = executionAt.get(fill.component_order_id);
-      if (componentTs !== undefined && executionTs !== undefined && fill.order_timestamp !== undefined) {
-        const h = hops.get(phase) ?? { split: [], match: [], fill: [], read: [] };
-        h.split.push(componentTs - fill.order_timestamp * 1000);
-        h.match.push(executionTs - componentTs);
-        h.fill.push(Number(message.timestamp) - executionTs);
-        h.read.push(now * 1000 - Number(message.timestamp));
-        hops.set(phase, h);
-        componentAt.delete(fill.component_order_id);
-        executionAt.delete(fill.component_order_id);
-      }
-    }
-  },
-});
+/** One record the benchmark's reader saw: from fills (or, with --hops, components and executions). */
+function onRecord(topic: string, value: Buffer, timestamp: number, now: number): void {
+  if (topic === TOPICS.orderComponents) {
+    const component = JSON.parse(value.toString()) as { component_order_id: string; priority: number };
+    if (component.priority === 1) componentAt.set(component.component_order_id, timestamp);
+    return;
+  }
+  if (topic === TOPICS.executions) {
+    const execution = JSON.parse(value.toString()) as { component_order_id: string; execution_id?: string };
+    if (execution.execution_id?.startsWith('blk:') !== true) executionAt.set(execution.component_order_id, timestamp);
+    return;
+  }
+  const fill = JSON.parse(value.toString()) as Fill;
+  const phase = phaseOf.get(fill.component_order_id) ?? 'unknown';
+  fillsSeen.set(phase, (fillsSeen.get(phase) ?? 0) + 1);
+  if (phase === 'backlog') {
+    if (firstFillAt === 0) firstFillAt = performance.now();
+    lastFillAt = performance.now();
+  }
+  const l = latencies.get(phase) ?? { all: [], p1: [], p2: [] };
+  const ms = (now - (fill.order_timestamp ?? now)) * 1000;
+  l.all.push(ms);
+  (fill.execution_id.startsWith('blk:') ? l.p2 : l.p1).push(ms);
+  latencies.set(phase, l);
+  const componentTs = componentAt.get(fill.component_order_id);
+  const executionTs = executionAt.get(fill.component_order_id);
+  if (componentTs !== undefined && executionTs !== undefined && fill.order_timestamp !== undefined) {
+    const h = hops.get(phase) ?? { split: [], match: [], fill: [], read: [] };
+    h.split.push(componentTs - fill.order_timestamp * 1000);
+    h.match.push(executionTs - componentTs);
+    h.fill.push(timestamp - executionTs);
+    h.read.push(now * 1000 - timestamp);
+    hops.set(phase, h);
+    componentAt.delete(fill.component_order_id);
+    executionAt.delete(fill.component_order_id);
+  }
+}
+
+const readTopics = values.hops ? [TOPICS.fills, TOPICS.orderComponents, TOPICS.executions] : [TOPICS.fills];
+/**
+ * The reader that says when a fill is readable: the lean reader of committed records (--reader
+ * wire, the default; each fetch's records decoded in place as it arrives), or the Kafka client's
+ * consumer (--reader kafkajs). The latter took 8-16 % of a core here and its fetch loop added tens
+ * of milliseconds to when a committed fill counted as seen (docs/performance.md).
+ */
+let stopReader: () => Promise<void>;
+if (values.reader === 'kafkajs') {
+  const consumer = kafka.consumer({ groupId: `${run}-reader`, maxWaitTimeInMs: 20 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: readTopics, fromBeginning: true });
+  await consumer.run({
+    partitionsConsumedConcurrently: 18,
+    eachBatch: async ({ batch }) => {
+      const now = Date.now() / 1000;
+      for (const message of batch.messages) onRecord(batch.topic, message.value!, Number(message.timestamp), now);
+    },
+  });
+  stopReader = () => consumer.disconnect();
+} else {
+  const lean = committedReaderOptions(env, 'bench-reader');
+  if (lean === undefined) throw new Error('--reader wire reads without SASL: use --reader kafkajs');
+  const follower = new CommittedFollower<{ topic: string; value: Buffer; timestamp: number }>(
+    { ...lean, maxWaitMs: 20, makeRecord: (topic, _partition, _offset, _key, value, timestamp) => ({ topic, value: value!, timestamp }) },
+    async (batch) => {
+      const now = Date.now() / 1000;
+      for (const record of batch.records) onRecord(record.topic, record.value, record.timestamp, now);
+    },
+  );
+  // The topics were created afresh above: every partition from its first offset.
+  follower.assign(new Map(readTopics.map((topic) => [topic, new Map(Array.from({ length: env.TOPIC_PARTITIONS }, (_, p) => [p, 0] as const))])));
+  stopReader = () => follower.stop();
+}
 
 function expect(phase: string, seed: number, count: number): number {
   let components = 0;
@@ -331,7 +357,7 @@ for (const [i, s] of matchers.entries()) report(`${label('order-matcher', i)} pe
 for (const [i, s] of fillPublishers.entries()) report(`${label('fill-publisher', i)} peak RSS`, ...(await peak(s)));
 report('tick-deserializer peak RSS', ...(await peak(deserializer)));
 ticks.kill('SIGTERM');
-await consumer.disconnect();
+await stopReader();
 await Promise.all([...pipeline.map((s) => s.stop()), deserializer.stop()]);
 
 figures.print();

@@ -33,7 +33,7 @@ import {
 } from '@tradeflow/shared';
 import { z } from 'zod';
 import { AccountEvents, answerFor, createPortfolioServer, type Ownership } from './http.ts';
-import { PortfolioStore } from './store.ts';
+import { PortfolioStore, type Received } from './store.ts';
 
 const SERVICE_NAME = 'portfolio';
 
@@ -85,16 +85,18 @@ runService(SERVICE_NAME, async (logger) => {
   const cluster = await untilSuccess('reading the Kafka cluster id and end offsets', logger, () => clusterState(kafka, [TOPICS.positions, TOPICS.fills, TOPICS.prices]), runnerSettings.retryMaxMs);
   const mismatch = storeMismatch({ clusterId: store.cluster(), offsets: store.allOffsets() }, cluster);
   if (mismatch !== undefined) logger.warn({ storeDir, reason: mismatch, accounts: store.accounts() }, `the store is not of these topics (${mismatch}); clearing it: it is rebuilt from the topics`);
-  await store.keepFor(cluster.clusterId, mismatch !== undefined);
+  const earlierFormat = mismatch === undefined && !store.isCurrentFormat();
+  if (earlierFormat) logger.warn({ storeDir, accounts: store.accounts() }, 'the store holds values in the format of an earlier version; clearing it: it is rebuilt from the topics');
+  await store.keepFor(cluster.clusterId, mismatch !== undefined || earlierFormat);
   const events = new AccountEvents();
   const held = new Set<number>();
 
-  const decoded = <T>(batch: ViewBatch, decode: (bytes: Buffer | null) => { ok: true; value: T } | { ok: false; reason: string }): T[] => {
-    const out: T[] = [];
+  const decoded = <T>(batch: ViewBatch, decode: (bytes: Buffer | null) => { ok: true; value: T } | { ok: false; reason: string }): Received<T>[] => {
+    const out: Received<T>[] = [];
     for (const record of batch.records) {
       if (record.value === null) continue;
       const result = decode(record.value);
-      if (result.ok) out.push(result.value);
+      if (result.ok) out.push({ value: result.value, bytes: record.value });
       else logger.warn({ ...batch.source, offset: record.offset, reason: result.reason }, 'skipped an unreadable record');
     }
     return out;
@@ -110,7 +112,7 @@ runService(SERVICE_NAME, async (logger) => {
     retryMaxMs: runnerSettings.retryMaxMs,
     startAt: ({ topic, partition }) => startAt(topic, partition, { last: env.PORTFOLIO_PRICES_RESTORE }),
     apply: async (batch) => {
-      const ticks = decoded(batch, (b) => decodeMessage(PriceTick, b));
+      const ticks = decoded(batch, (b) => decodeMessage(PriceTick, b)).map((r) => r.value);
       await store.apply({ prices: ticks, offsets: [{ ...batch.source, next: batch.next }] });
       metrics.written += ticks.length;
     },
@@ -152,8 +154,8 @@ runService(SERVICE_NAME, async (logger) => {
       metrics.written += positions.length + fills.length;
       // One event per changed account watched, with the fills that changed it (when fills did).
       const changed = new Map<number, string[]>();
-      for (const p of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
-      for (const f of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
+      for (const { value: p } of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
+      for (const { value: f } of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
       for (const [taxpayerId, newFills] of changed) {
         if (!events.watched(taxpayerId)) continue;
         const answer = answerFor(store, ownership, taxpayerId);

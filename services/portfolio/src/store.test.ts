@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Fill, Position } from '@tradeflow/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PortfolioStore } from './store.ts';
+import { PortfolioStore, type Received } from './store.ts';
 
 const dirs: string[] = [];
 const freshPath = () => {
@@ -16,6 +16,8 @@ afterEach(() => {
 });
 
 const position = (taxpayer: number, fills: number, cash: number): Position => ({ taxpayer_id: taxpayer, shares: { IVE: fills }, cash, fills, timestamp: 1_700_000_000 + fills });
+/** A value as the view hands it to the store: decoded, and the bytes its record carried. */
+const received = <T>(value: T): Received<T> => ({ value, bytes: Buffer.from(JSON.stringify(value)) });
 const fill = (taxpayer: number, n: number): Fill => ({
   taxpayer_id: taxpayer,
   portfolio_order_id: '00000000-0000-4000-8000-000000000001',
@@ -37,13 +39,13 @@ describe('PortfolioStore', () => {
   it('keeps the latest snapshot of each account, its newest fills up to its limit, and the newest price', async () => {
     const store = PortfolioStore.open({ path: freshPath(), recentFills: 3 });
     await store.apply({
-      positions: [position(1, 1, -94), position(2, 1, -94), position(1, 2, -188)],
-      fills: [fill(1, 1), fill(2, 1), fill(1, 2)],
+      positions: [received(position(1, 1, -94)), received(position(2, 1, -94)), received(position(1, 2, -188))],
+      fills: [received(fill(1, 1)), received(fill(2, 1)), received(fill(1, 2))],
       prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 94.5, timestamp: 10 }, { symbol: 'IVE', exchange: 'NYSE', bid: 93, ask: 93.5, timestamp: 9 }],
       offsets: [{ topic: 'positions', partition: 0, next: 3n }],
     });
     // An older snapshot (a partition read again from its beginning) changes nothing.
-    await store.apply({ positions: [position(1, 1, -94)], fills: [fill(1, 3), fill(1, 4)], offsets: [{ topic: 'fills', partition: 0, next: 5n }] });
+    await store.apply({ positions: [received(position(1, 1, -94))], fills: [received(fill(1, 3)), received(fill(1, 4))], offsets: [{ topic: 'fills', partition: 0, next: 5n }] });
     expect(store.position(1)).toEqual(position(1, 2, -188));
     expect(store.recent(1, 10).map((f) => f.fill_id)).toEqual(['f1-4', 'f1-3', 'f1-2']);
     expect(store.recent(1, 1).map((f) => f.fill_id)).toEqual(['f1-4']);
@@ -56,7 +58,7 @@ describe('PortfolioStore', () => {
   it('after a restart answers as before and says where to go on reading (the checkpoint)', async () => {
     const path = freshPath();
     const store = PortfolioStore.open({ path, recentFills: 5 });
-    await store.apply({ positions: [position(7, 4, 12.5)], fills: [fill(7, 4)], offsets: [{ topic: 'positions', partition: 3, next: 41n }, { topic: 'fills', partition: 3, next: 17n }] });
+    await store.apply({ positions: [received(position(7, 4, 12.5))], fills: [received(fill(7, 4))], offsets: [{ topic: 'positions', partition: 3, next: 41n }, { topic: 'fills', partition: 3, next: 17n }] });
     await store.close();
 
     const reopened = PortfolioStore.open({ path, recentFills: 5 });
@@ -75,7 +77,7 @@ describe('PortfolioStore of one Kafka cluster', () => {
     const store = PortfolioStore.open({ path, recentFills: 3 });
     expect(store.cluster()).toBeUndefined();
     await store.keepFor('cluster-a', false);
-    await store.apply({ positions: [position(7, 50, 100)], fills: [fill(7, 1)], prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 95, timestamp: 1_700_000_000 }], offsets: [{ topic: 'positions', partition: 2, next: 41n }, { topic: 'fills', partition: 2, next: 9n }] });
+    await store.apply({ positions: [received(position(7, 50, 100))], fills: [received(fill(7, 1))], prices: [{ symbol: 'IVE', exchange: 'NYSE', bid: 94, ask: 95, timestamp: 1_700_000_000 }], offsets: [{ topic: 'positions', partition: 2, next: 41n }, { topic: 'fills', partition: 2, next: 9n }] });
     expect(store.allOffsets().sort()).toEqual([['fills', 2, 9n], ['positions', 2, 41n]]);
     await store.close();
 
@@ -88,8 +90,37 @@ describe('PortfolioStore of one Kafka cluster', () => {
     expect(again.price('IVE')).toBeUndefined();
     expect(again.allOffsets()).toEqual([]);
     // A snapshot of the new cluster with fewer fills than the old one had is kept (not shadowed).
-    await again.apply({ positions: [position(7, 2, 5)], offsets: [{ topic: 'positions', partition: 2, next: 1n }] });
+    await again.apply({ positions: [received(position(7, 2, 5))], offsets: [{ topic: 'positions', partition: 2, next: 1n }] });
     expect(again.position(7)?.fills).toBe(2);
     await again.close();
+  });
+});
+
+describe('PortfolioStore formats', () => {
+  it('keeps values as the bytes their records carried, and tells a store of the earlier format (msgpack values) from its own', async () => {
+    const path = freshPath();
+    const fresh = PortfolioStore.open({ path, recentFills: 3 });
+    expect(fresh.isCurrentFormat()).toBe(true);
+    await fresh.keepFor('cluster-a', false);
+    const bytes = Buffer.from('{"taxpayer_id":7,"shares":{"IVE":1.5},"cash":-141,"fills":1,"timestamp":1700000001,"extra":"kept as it came"}');
+    await fresh.apply({ positions: [{ value: { taxpayer_id: 7, shares: { IVE: 1.5 }, cash: -141, fills: 1, timestamp: 1_700_000_001 }, bytes }], offsets: [] });
+    expect(fresh.position(7)).toEqual({ taxpayer_id: 7, shares: { IVE: 1.5 }, cash: -141, fills: 1, timestamp: 1_700_000_001 });
+    expect(fresh.isCurrentFormat()).toBe(true);
+    await fresh.close();
+
+    // What the earlier code left: msgpack values, offsets, and no format recorded.
+    const { open } = await import('lmdb');
+    const earlier = freshPath();
+    const root = open({ path: earlier, maxDbs: 8, compression: false, noSync: true });
+    await root.openDB({ name: 'positions' }).put(7, position(7, 1, -94));
+    await root.openDB({ name: 'offsets' }).put('positions:0', '1');
+    await root.openDB({ name: 'meta' }).put('cluster', 'cluster-a');
+    await root.close();
+    const old = PortfolioStore.open({ path: earlier, recentFills: 3 });
+    expect(old.isCurrentFormat()).toBe(false);
+    await old.keepFor('cluster-a', true);
+    expect(old.isCurrentFormat()).toBe(true);
+    expect(old.position(7)).toBeUndefined();
+    await old.close();
   });
 });

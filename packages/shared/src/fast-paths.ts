@@ -221,6 +221,22 @@ function sharesOf(v: unknown): Record<string, number> | undefined {
   return out;
 }
 
+/**
+ * Whether a parsed position snapshot is one the schema accepts exactly as it is (the fast path
+ * would answer it), checked in place: nothing is copied. For a reader that keeps the snapshot's
+ * bytes and needs only its account and fill count now (portfolio's store).
+ */
+export function isPositionAsIs(v: unknown): v is Pick<Position, 'taxpayer_id' | 'fills'> {
+  if (!isObject(v)) return false;
+  const { taxpayer_id, cash, fills, timestamp, shares } = v;
+  if (!isTaxpayer(taxpayer_id) || !isNumber(cash) || !Number.isSafeInteger(fills) || (fills as number) < 0 || !isEpoch(timestamp) || !isObject(shares)) return false;
+  for (const symbol in shares) {
+    if (!Object.hasOwn(shares, symbol)) continue;
+    if (!isNumber(shares[symbol]) || symbol === '__proto__') return false;
+  }
+  return true;
+}
+
 function position(v: unknown): Position | undefined {
   if (!isObject(v)) return undefined;
   const { taxpayer_id, cash, fills, timestamp } = v;

@@ -16,6 +16,7 @@ import {
   decodeMessage,
   envInt,
   Fill,
+  isPositionAsIs,
   kafkaEnv,
   listen,
   parseEnv,
@@ -102,6 +103,22 @@ runService(SERVICE_NAME, async (logger) => {
     return out;
   };
   const startAt = (topic: string, partition: number, otherwise: 'beginning' | { last: number }) => store.offset(topic, partition) ?? otherwise;
+  /**
+   * A position snapshot as the store keeps it: its bytes, with its account and fill count. One the
+   * schema takes as it is is checked in place (a snapshot holds every symbol of the account: copying
+   * it was 7 % of the service's time); anything else goes through the schema, with its reasons.
+   */
+  const positionAsStored = (bytes: Buffer | null): { ok: true; value: Pick<Position, 'taxpayer_id' | 'fills'> } | { ok: false; reason: string } => {
+    if (bytes !== null && bytes.length > 0) {
+      try {
+        const json: unknown = JSON.parse(bytes.toString('utf8'));
+        if (isPositionAsIs(json)) return { ok: true, value: json };
+      } catch {
+        // not JSON: the schema says so below
+      }
+    }
+    return decodeMessage(Position, bytes);
+  };
 
   const prices = await runBroadcast({
     kafka,
@@ -148,7 +165,7 @@ runService(SERVICE_NAME, async (logger) => {
     },
     apply: async (batch) => {
       const isPositions = batch.source.topic === TOPICS.positions;
-      const positions = isPositions ? decoded(batch, (b) => decodeMessage(Position, b)) : [];
+      const positions = isPositions ? decoded(batch, positionAsStored) : [];
       const fills = isPositions ? [] : decoded(batch, (b) => decodeMessage(Fill, b));
       await store.apply({ positions, fills, offsets: [{ ...batch.source, next: batch.next }] });
       metrics.written += positions.length + fills.length;

@@ -103,7 +103,8 @@ describe('PortfolioStore formats', () => {
     expect(fresh.isCurrentFormat()).toBe(true);
     await fresh.keepFor('cluster-a', false);
     const bytes = Buffer.from('{"taxpayer_id":7,"shares":{"IVE":1.5},"cash":-141,"fills":1,"timestamp":1700000001,"extra":"kept as it came"}');
-    await fresh.apply({ positions: [{ value: { taxpayer_id: 7, shares: { IVE: 1.5 }, cash: -141, fills: 1, timestamp: 1_700_000_001 }, bytes }], offsets: [] });
+    const value: Position = { taxpayer_id: 7, shares: { IVE: 1.5 }, cash: -141, fills: 1, timestamp: 1_700_000_001 };
+    await fresh.apply({ positions: [{ value, bytes }], offsets: [] });
     expect(fresh.position(7)).toEqual({ taxpayer_id: 7, shares: { IVE: 1.5 }, cash: -141, fills: 1, timestamp: 1_700_000_001 });
     expect(fresh.isCurrentFormat()).toBe(true);
     await fresh.close();

@@ -321,6 +321,10 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
         steps.map((k) => `${k.slice(4)} ${t[k]!.p50Ms.toFixed(1)}/${t[k]!.p99Ms.toFixed(1)}`).join(', ') + (earlier > 0 ? `; ${fmt(earlier)} of them from before this feed` : ''),
       );
     }
+    const delay = t['loop.delay'];
+    if (delay !== undefined) {
+      report(`    ${name} event loop delay`, `p50 ${delay.p50Ms.toFixed(1)} / p99 ${delay.p99Ms.toFixed(1)} / max ${delay.maxMs.toFixed(0)} ms`, `how late a 20 ms timer ran, over the last ${fmt(Math.min(delay.count, TIMING_WINDOW) * 20 / 1000)} s`);
+    }
   }
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');
   report(`  components not yet filled when the feed ended`, fmt(lagAtEnd), `matcher lag ${fmt(lagOf('order-matcher'))}, fill-publisher lag ${fmt(lagOf('fill-publisher'))}; all filled ${drainedAfter.toFixed(1)} s after the feed ended`);

@@ -63,6 +63,13 @@ function anonymousRss(): number | undefined {
 
 const MEMORY_SAMPLE_MS = 500;
 
+/**
+ * How often the event loop's delay is sampled: a timer due every this many milliseconds records
+ * how late it ran ('loop.delay' in the timings), which is how long something held the thread (a
+ * long synchronous step, a garbage collection pause) when a response or a fetch was waiting.
+ */
+const LOOP_SAMPLE_MS = 20;
+
 /** How many recent durations of each kind the percentiles are taken over. */
 export const TIMING_WINDOW = 4_096;
 
@@ -106,6 +113,12 @@ export class ServiceMetrics {
     this.service = service;
     this.sampleMemory();
     setInterval(() => this.sampleMemory(), MEMORY_SAMPLE_MS).unref();
+    let due = performance.now() + LOOP_SAMPLE_MS;
+    setInterval(() => {
+      const now = performance.now();
+      this.time('loop.delay', Math.max(0, now - due));
+      due = now + LOOP_SAMPLE_MS;
+    }, LOOP_SAMPLE_MS).unref();
   }
 
   private sampleMemory(): void {

@@ -26,10 +26,17 @@ describe('nodeOptionsFor', () => {
   });
 });
 
+describe("the allocator's settings", () => {
+  it('fix glibc\'s mmap threshold at 128 KiB for every service, unless the environment sets it', () => {
+    expect(serviceNodeEnv('fill-publisher', {})['MALLOC_MMAP_THRESHOLD_']).toBe('131072');
+    expect(serviceNodeEnv('fill-publisher', { MALLOC_MMAP_THRESHOLD_: '65536' })['MALLOC_MMAP_THRESHOLD_']).toBe('65536');
+  });
+});
+
 describe('the compile cache', () => {
   it('is NODE_COMPILE_CACHE when set, else .local/node-compile-cache, for every service', () => {
-    expect(serviceNodeEnv('order-matcher', {})).toEqual({ NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8', NODE_COMPILE_CACHE: join(REPO, '.local', 'node-compile-cache') });
-    expect(serviceNodeEnv('portfolio', { NODE_COMPILE_CACHE: '/var/cache/x', PORTFOLIO_NODE_OPTIONS: '' })).toEqual({ NODE_COMPILE_CACHE: '/var/cache/x' });
+    expect(serviceNodeEnv('order-matcher', {})).toEqual({ NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8', NODE_COMPILE_CACHE: join(REPO, '.local', 'node-compile-cache'), MALLOC_MMAP_THRESHOLD_: '131072' });
+    expect(serviceNodeEnv('portfolio', { NODE_COMPILE_CACHE: '/var/cache/x', PORTFOLIO_NODE_OPTIONS: '' })).toEqual({ NODE_COMPILE_CACHE: '/var/cache/x', MALLOC_MMAP_THRESHOLD_: '131072' });
     expect(compileCacheDir({ NODE_COMPILE_CACHE: ' ' })).toBe(join(REPO, '.local', 'node-compile-cache'));
   });
 

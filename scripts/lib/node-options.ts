@@ -44,8 +44,23 @@ export function compileCacheDir(env: Readonly<Record<string, string | undefined>
   return set !== undefined && set.trim() !== '' ? set : join(REPO, '.local', 'node-compile-cache');
 }
 
-/** The environment to spread into a service's: NODE_OPTIONS (nodeOptionsFor, when any) and NODE_COMPILE_CACHE. */
+/**
+ * glibc's allocator settings for every service (the Dockerfile sets the same, checked by
+ * test/checks/compose.test.ts). A buffer of 128 KiB or more gets memory of its own (mmap), returned
+ * to the system when it is freed. Left to itself glibc raises that threshold to the largest buffer
+ * freed so far (up to 32 MiB), so fetch responses and produce requests of a few MiB came from its
+ * main heap, which gives back only what is free at its top: fill-publisher's heap outside V8 held
+ * 54 MB at its peak through a 40,000-order backlog, 14 MB with the threshold fixed (docs/performance.md).
+ * A value the environment gives wins.
+ */
+export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
+/**
+ * The environment to spread into a service's: NODE_OPTIONS (nodeOptionsFor, when any),
+ * NODE_COMPILE_CACHE, and the allocator's settings (SERVICE_MALLOC_ENV) unless `env` sets them.
+ */
 export function serviceNodeEnv(service: string, env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const options = nodeOptionsFor(service, env);
-  return { ...(options === undefined ? {} : { NODE_OPTIONS: options }), NODE_COMPILE_CACHE: compileCacheDir(env) };
+  const malloc = Object.fromEntries(Object.entries(SERVICE_MALLOC_ENV).map(([name, value]) => [name, env[name] ?? value]));
+  return { ...(options === undefined ? {} : { NODE_OPTIONS: options }), NODE_COMPILE_CACHE: compileCacheDir(env), ...malloc };
 }

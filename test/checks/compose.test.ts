@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { influxEnv, kafkaEnv, serviceEnv } from '@tradeflow/shared';
 import { REPO } from '../../scripts/lib/processes.ts';
+import { SERVICE_MALLOC_ENV } from '../../scripts/lib/node-options.ts';
 import { loadDashboards, panelQueries, provisionedDatasourceUid } from './dashboards.ts';
 
 interface ComposeService {
@@ -73,6 +74,12 @@ describe('docker-compose.yml', () => {
   it('builds the image with the package.json of every service', () => {
     const dockerfile = readFileSync(`${REPO}/Dockerfile`, 'utf8');
     for (const name of SERVICE_NAMES) expect(dockerfile).toContain(`COPY services/${name}/package.json`);
+  });
+
+  it("gives the services in the image the allocator's settings run-local and the tests give them", () => {
+    const dockerfile = readFileSync(`${REPO}/Dockerfile`, 'utf8');
+    const env = dockerfile.split('\n').filter((line) => line.startsWith('ENV ')).join(' ');
+    for (const [name, value] of Object.entries(SERVICE_MALLOC_ENV)) expect(env, name).toContain(` ${name}=${value}`);
   });
 });
 

@@ -263,11 +263,39 @@ const pipeline = [...matchers, ...fillPublishers];
 for (const [i, s] of matchers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('order-matcher', i), s.child.pid);
 for (const [i, s] of fillPublishers.entries()) if (s.child.pid !== undefined) cpuPids.set(label('fill-publisher', i), s.child.pid);
 const drainCpu = measureCpu(cpuPids);
+const drainStarted = performance.now();
+/**
+ * When every instance first held partitions of each of its groups (its 'assigned:<group>' figures
+ * all above 0) and how many backlog fills had been seen then. The instances join one after another
+ * while the backlog drains (the broker starts a group's first generation at once), so the group
+ * rebalances during the drain: the drain after this moment is what the instances do together.
+ */
+let settled: { at: number; fills: number } | undefined;
+const settling = (async () => {
+  while (settled === undefined && (fillsSeen.get('backlog') ?? 0) < backlogComponents) {
+    const snapshots = await Promise.all(pipeline.map((s) => s.metrics().catch(() => undefined)));
+    // order-matcher's one group, fill-publisher's two (its fill and positions stages).
+    const groups = (service: string) => (service === 'fill-publisher' ? [`${run}-f-fill`, `${run}-f-positions`] : [`${run}-m`]);
+    if (snapshots.every((m, i) => groups(pipeline[i]!.name).every((group) => (m?.extra[`assigned:${group}`] ?? 0) > 0))) settled = { at: performance.now(), fills: fillsSeen.get('backlog') ?? 0 };
+    else await sleep(100);
+  }
+})();
 await whileRunning(pipeline, 'every backlog component filled', () => (fillsSeen.get('backlog') ?? 0) >= backlogComponents);
+await settling;
 const drainCpuUse = drainCpu.stop();
 await sleep(1_000);
 const drainSeconds = (lastFillAt - firstFillAt) / 1000;
 report(`order-matcher + fill-publisher${INSTANCES === 1 ? '' : ` (${INSTANCES} instances each)`}, backlog drain`, `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
+if (INSTANCES > 1) {
+  // Only worth a figure when most of the backlog was left once every instance had its partitions.
+  const left = settled === undefined ? 0 : backlogComponents - settled.fills;
+  const seconds = settled === undefined ? 0 : (lastFillAt - Math.max(settled.at, firstFillAt)) / 1000;
+  report(
+    '  once every instance had partitions',
+    left >= backlogComponents / 2 && seconds > 0 ? `${fmt(left / seconds)} component orders/s` : 'n/a',
+    settled === undefined ? 'not every instance held partitions before the backlog was drained' : `${fmt(left)} components after the group settled ${((settled.at - drainStarted) / 1000).toFixed(1)} s after the start, in ${seconds.toFixed(1)} s`,
+  );
+}
 cpuRow('from start to the last fill', drainCpuUse, backlogComponents);
 report('fills / components (backlog)', `${fmt(fillsSeen.get('backlog') ?? 0)} / ${fmt(backlogComponents)}`, (fillsSeen.get('backlog') ?? 0) === backlogComponents ? 'exactly once' : 'MISMATCH');
 

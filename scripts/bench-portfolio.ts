@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
+import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Kafka } from '@tradeflow/shared';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
 import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
@@ -192,6 +192,10 @@ if (PARTS.has('latency')) {
   report('fill committed → in the API (its position)', `p50 ${ms(percentile(inPosition, 0.5))}, p99 ${ms(percentile(inPosition, 0.99))}`, `${fmt(inPosition.length)} fills; through fill-publisher's positions stage (a transaction more)`);
   if (used !== undefined) {
     report('CPU while feeding', `machine ${used.machineBusyPct.toFixed(0)} % busy`, `of one core: ${[...used.processPct].map(([name, pct]) => `${name} ${pct.toFixed(0)} %`).join(', ')}`);
+  }
+  const delay = (await portfolio.metrics()).timings?.['loop.delay'];
+  if (delay !== undefined) {
+    report('portfolio event loop delay', `p50 ${delay.p50Ms.toFixed(1)} / p99 ${delay.p99Ms.toFixed(1)} / max ${delay.maxMs.toFixed(0)} ms`, `how late a 20 ms timer ran, over its last ${fmt(Math.min(delay.count, TIMING_WINDOW) * 20 / 1000)} s`);
   }
   report('portfolio memory (feed)', await peakRss(portfolio));
   for (const s of services) await s.stop();

@@ -21,6 +21,7 @@ import type { Logger } from './logger.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { RetryLog, untilSuccess } from './retry.ts';
 import type { ConsumedRecord, TopicPartition } from './runner/index.ts';
+import { GROUP_HEARTBEAT_MS } from './runner/lanes.ts';
 import { CommittedFollower, type FollowedBatch } from './wire/follower.ts';
 
 /** Where to start reading a partition: the offset a store checkpointed, its beginning, or the last N records. */
@@ -214,7 +215,7 @@ export async function runView(options: GroupViewOptions): Promise<RunningView> {
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     maxBytesPerPartition: 4 * 1024 * 1024,
     sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    heartbeatInterval: GROUP_HEARTBEAT_MS,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
     partitionAssigners: [slotAssigner(options.partitions, logger, { endpoint: options.endpoint })],
   });

@@ -13,6 +13,8 @@ import { Stopped } from './retry.ts';
 const exitOnFatal = (): never => process.exit(1);
 /** A streaming transaction's piece, in input records, when maxRecordsPerTransaction does not set one. */
 export const STREAM_PIECE_RECORDS = 2_000;
+/** How often a member of an exactly-once stage's group (or a view's) heartbeats, and so learns of a rebalance. */
+export const GROUP_HEARTBEAT_MS = 500;
 /** How many takes' worth of records a lane queues before fetching waits for it. */
 export const QUEUED_TAKES = 4;
 
@@ -246,7 +248,9 @@ export function startConsumer(
     minBytes: options.fetchMinBytes ?? 1,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? 200,
     sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    // A member learns of a rebalance at its next heartbeat: an instance that joined waited up to
+    // this long with nothing assigned while the others went on (3 s before, bench-orders --instances 2).
+    heartbeatInterval: GROUP_HEARTBEAT_MS,
     retry: { initialRetryTime: 200, maxRetryTime: options.retryMaxMs ?? 10_000, retries: Number.MAX_SAFE_INTEGER },
     ...(assigner === undefined ? {} : { partitionAssigners: [assigner] }),
   });

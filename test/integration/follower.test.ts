@@ -3,7 +3,8 @@
  * real broker: records committed while it follows arrive once each, in order, with aborted
  * transactions left out, over two topics; a new assignment drops a partition and adds one from an
  * offset; a batch whose hand-over fails is handed over again; nothing arrives after stop(); with
- * a receiver's room, what is fetched and not yet taken stays within that room.
+ * a receiver's room, what is fetched and not yet taken stays within that room; a receiver of whole
+ * fetches gets every partition in one call, and the whole fetch again when that call failed.
  */
 import { randomUUID } from 'node:crypto';
 import { CommittedFollower, MIN_FETCH_BYTES, type FollowedBatch, type Kafka, type Producer } from '@tradeflow/shared';
@@ -114,6 +115,44 @@ describe('CommittedFollower (the lean reader, following)', () => {
     await produceRound(producer, 'r4');
     await sleep(1_000);
     expect(seen.count(tp(topics[0]!, 1))).toBe(stopped);
+  });
+
+  it('hands a whole fetch over in one call with deliverFetch, and the whole fetch again when that call failed', async () => {
+    const calls: FollowedBatch[][] = [];
+    const seen = new Seen();
+    const follower = new CommittedFollower(
+      {
+        ...options(),
+        partitionMaxBytes: 1024 * 1024,
+        maxBytes: 8 * 1024 * 1024,
+        onRetry: () => undefined,
+        deliverFetch: async (batches) => {
+          calls.push(batches);
+          // The first fetch's hand-over fails: all of it comes again.
+          if (calls.length === 1) throw new Error('the store is busy');
+          for (const batch of batches) seen.add(batch);
+        },
+      },
+      async () => {
+        throw new Error('deliver is not called when deliverFetch is given');
+      },
+    );
+    follower.assign(all(0));
+    const ends = new Map(await Promise.all(topics.map(async (topic) => [topic, await settledEndOffsets(brokers(), topic)] as const)));
+    await waitFor('every partition of both topics read to its end', async () => (topics.every((topic) => [...ends.get(topic)!].every(([p, end]) => (seen.next.get(tp(topic, p)) ?? 0) >= end)) ? true : undefined), 60_000, 100);
+    await follower.stop();
+    // What the first test committed fits in one fetch: every partition of both topics in one call, twice.
+    expect(calls[0]!.map((b) => tp(b.topic, b.partition)).sort()).toEqual(topics.flatMap((topic) => Array.from({ length: PARTITIONS }, (_, p) => tp(topic, p))).sort());
+    // The same partitions from the same offsets (in another order: each fetch turns where it starts).
+    const firsts = (batches: FollowedBatch[]) => batches.map((b) => `${tp(b.topic, b.partition)}@${b.records[0]?.offset}`).sort();
+    expect(firsts(calls[1]!)).toEqual(firsts(calls[0]!));
+    for (const topic of topics) {
+      for (let p = 0; p < PARTITIONS; p++) {
+        const values = seen.values.get(tp(topic, p)) ?? [];
+        expect(new Set(values).size, tp(topic, p)).toBe(values.length);
+        expect(seen.offsets.get(tp(topic, p))).toEqual([...(seen.offsets.get(tp(topic, p)) ?? [])].sort((a, b) => a - b));
+      }
+    }
   });
 
   it('hands a batch over again when its hand-over failed: nothing skipped, nothing twice', async () => {

@@ -48,6 +48,11 @@ export interface ViewOptions {
   readonly apply: (batch: ViewBatch) => Promise<void>;
   readonly retryMaxMs?: number;
   readonly fetchMaxWaitMs?: number;
+  /**
+   * With the lean reader: applies every partition's batch of a fetch at once (one store
+   * transaction for the fetch, not one per partition), instead of `apply`; retried while it fails.
+   */
+  readonly applyFetch?: (batches: readonly ViewBatch[]) => Promise<void>;
 }
 
 export interface GroupViewOptions extends ViewOptions {
@@ -111,6 +116,7 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
             maxBytes: 16 * 1024 * 1024,
             onRetry: (reason) => fetchLog.failure(new Error(reason), 1_000),
             makeRecord: (_topic, _partition, offset, key, value): ViewRecord => ({ offset: String(offset), key, value }),
+            deliverFetch: options.applyFetch === undefined ? undefined : (batches: FollowedBatch<ViewRecord>[]) => receivedFetch(options.applyFetch!, batches),
           },
           (batch: FollowedBatch<ViewRecord>) => {
             fetchLog.recovered();
@@ -120,13 +126,56 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
   /** Bumped by every assignment: a later one's starts win. */
   let joins = 0;
 
+  /** What of a fetched batch is still to be applied (after the partition's next offset), or undefined: nothing, not assigned. */
+  async function unapplied(source: TopicPartition, fetched: readonly ViewRecord[], next: bigint): Promise<readonly ViewRecord[] | undefined> {
+    const pending = expected.get(key(source));
+    if (pending === undefined) return undefined;
+    const from = await pending;
+    if (next <= from) return undefined;
+    return fetched.length > 0 && BigInt(fetched[0]!.offset) >= from ? fetched : fetched.filter((r) => BigInt(r.offset) >= from);
+  }
+
+  /** The partition has been applied up to `next`. */
+  function appliedTo(source: TopicPartition, next: bigint, highWatermark: bigint): void {
+    if (expected.has(key(source))) expected.set(key(source), Promise.resolve(next));
+    const lag = highWatermark > next ? highWatermark - next : 0n;
+    lags.set(key(source), lag);
+    metrics.setLag(source.topic, source.partition, Number(lag));
+  }
+
+  /** A fetch's batches applied at once (see ViewOptions.applyFetch), retried while that fails. */
+  async function receivedFetch(applyFetch: (batches: readonly ViewBatch[]) => Promise<void>, fetched: readonly FollowedBatch<ViewRecord>[]): Promise<void> {
+    fetchLog.recovered();
+    const ready: ViewBatch[] = [];
+    for (const batch of fetched) {
+      const source = { topic: batch.topic, partition: batch.partition };
+      const records = await unapplied(source, batch.records, BigInt(batch.next));
+      if (records !== undefined) ready.push({ source, records, next: BigInt(batch.next), highWatermark: BigInt(batch.highWatermark) });
+    }
+    // Batches of only transaction markers or aborted records: nothing to apply, but their partitions moved on.
+    const toApply = ready.filter((batch) => batch.records.length > 0);
+    if (toApply.length > 0) {
+      for (;;) {
+        if (stopping) return;
+        try {
+          await applyFetch(toApply);
+          applyLog.recovered();
+          break;
+        } catch (error) {
+          applyLog.failure(error, 1_000, { partitions: toApply.map((batch) => key(batch.source)) });
+          await sleep(1_000);
+        }
+      }
+      for (const batch of toApply) metrics.consumed += batch.records.length;
+      metrics.batches += toApply.length;
+    }
+    for (const batch of ready) appliedTo(batch.source, batch.next, batch.highWatermark);
+  }
+
   /** Applies a fetched batch in order (what is before the partition's next offset was applied already). */
   async function received(source: TopicPartition, fetched: readonly ViewRecord[], next: bigint, highWatermark: bigint, heartbeat: () => Promise<void>, isStale: () => boolean): Promise<void> {
-    const pending = expected.get(key(source));
-    if (pending === undefined) return;
-    const from = await pending;
-    if (isStale() || next <= from) return;
-    const records = fetched.length > 0 && BigInt(fetched[0]!.offset) >= from ? fetched : fetched.filter((r) => BigInt(r.offset) >= from);
+    const records = await unapplied(source, fetched, next);
+    if (records === undefined || isStale()) return;
     // Only transaction markers or aborted records: nothing to apply, but the partition moved on.
     if (records.length > 0) {
       for (;;) {
@@ -144,10 +193,7 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
       metrics.consumed += records.length;
       metrics.batches++;
     }
-    if (expected.has(key(source))) expected.set(key(source), Promise.resolve(next));
-    const lag = highWatermark > next ? highWatermark - next : 0n;
-    lags.set(key(source), lag);
-    metrics.setLag(source.topic, source.partition, Number(lag));
+    appliedTo(source, next, highWatermark);
   }
 
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {

@@ -147,6 +147,26 @@ runService(SERVICE_NAME, async (logger) => {
       fills: Number(view?.lag(TOPICS.fills, partition) ?? 0n),
     }),
   };
+  /** Batches of positions and fills (of one fetch, or one partition's) into the store, then one event per changed account watched. */
+  const applyBatches = async (batches: readonly ViewBatch[]): Promise<void> => {
+    const positions: Received<Pick<Position, 'taxpayer_id' | 'fills'>>[] = [];
+    const fills: Received<Fill>[] = [];
+    for (const batch of batches) {
+      if (batch.source.topic === TOPICS.positions) for (const p of decoded(batch, positionAsStored)) positions.push(p);
+      else for (const f of decoded(batch, (b) => decodeMessage(Fill, b))) fills.push(f);
+    }
+    await store.apply({ positions, fills, offsets: batches.map((batch) => ({ ...batch.source, next: batch.next })) });
+    metrics.written += positions.length + fills.length;
+    // One event per changed account watched, with the fills that changed it (when fills did).
+    const changed = new Map<number, string[]>();
+    for (const { value: p } of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
+    for (const { value: f } of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
+    for (const [taxpayerId, newFills] of changed) {
+      if (!events.watched(taxpayerId)) continue;
+      const answer = answerFor(store, ownership, taxpayerId);
+      if (answer !== undefined) events.send(taxpayerId, 'account', { ...answer, new_fills: newFills });
+    }
+  };
   view = await runView({
     kafka,
     logger: logger.child({ view: 'accounts' }),
@@ -163,22 +183,10 @@ runService(SERVICE_NAME, async (logger) => {
       for (const p of partitions) held.add(p);
       metrics.extra['partitions'] = held.size;
     },
-    apply: async (batch) => {
-      const isPositions = batch.source.topic === TOPICS.positions;
-      const positions = isPositions ? decoded(batch, positionAsStored) : [];
-      const fills = isPositions ? [] : decoded(batch, (b) => decodeMessage(Fill, b));
-      await store.apply({ positions, fills, offsets: [{ ...batch.source, next: batch.next }] });
-      metrics.written += positions.length + fills.length;
-      // One event per changed account watched, with the fills that changed it (when fills did).
-      const changed = new Map<number, string[]>();
-      for (const { value: p } of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
-      for (const { value: f } of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
-      for (const [taxpayerId, newFills] of changed) {
-        if (!events.watched(taxpayerId)) continue;
-        const answer = answerFor(store, ownership, taxpayerId);
-        if (answer !== undefined) events.send(taxpayerId, 'account', { ...answer, new_fills: newFills });
-      }
-    },
+    apply: (batch) => applyBatches([batch]),
+    // One store transaction for a fetch, not one per partition: the commits were a sixth of the
+    // service's busy time under the order flow (CPU profile).
+    applyFetch: applyBatches,
   });
 
   const server = createPortfolioServer({ store, ownership, events, metrics, logger });

@@ -104,6 +104,7 @@ export class CommittedFollower<R = FollowedRecord> {
   /** Turns the order partitions are asked for in, so that a small fetch does not always fill with the same one. */
   private turn = 0;
   private readonly deliver: (batch: FollowedBatch<R>) => Promise<void>;
+  private readonly deliverFetch: ((batches: FollowedBatch<R>[]) => Promise<void>) | undefined;
   private readonly settings: FetchSettings;
   private readonly bootstrap: readonly { host: string; port: number }[];
   /** The partitions followed and the next offset of each, replaced by every assign(). */
@@ -126,6 +127,11 @@ export class CommittedFollower<R = FollowedRecord> {
       readonly room?: ReceiverRoom;
       /** Records the receiver does not want, told by their topic and headers (`headersAt`, see readHeaders): no object is made for them. */
       readonly skip?: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined;
+      /**
+       * Instead of `deliver`: a fetch's batches, every partition's at once, in one call (a receiver
+       * that writes a fetch as one transaction). If it throws, the whole fetch is fetched again.
+       */
+      readonly deliverFetch?: ((batches: FollowedBatch<R>[]) => Promise<void>) | undefined;
     },
     deliver: (batch: FollowedBatch<R>) => Promise<void>,
   ) {
@@ -134,6 +140,7 @@ export class CommittedFollower<R = FollowedRecord> {
     this.makeRecord = options.makeRecord ?? (followedRecord as unknown as RecordMaker<R>);
     this.room = options.room;
     this.deliver = deliver;
+    this.deliverFetch = options.deliverFetch;
     this.settings = {
       maxWaitMs: options.maxWaitMs ?? 200,
       partitionMaxBytes: options.partitionMaxBytes ?? 2 * 1024 * 1024,
@@ -300,9 +307,8 @@ export class CommittedFollower<R = FollowedRecord> {
       // (above) until the receiver has taken some.
       const left = this.room === undefined ? Number.POSITIVE_INFINITY : this.room.records() - brought;
       if (left > 0) inFlight = request(left / leaders);
-      for (let i = 0; i < moved.length; i++) {
-        if (!current()) return;
-        const f = moved[i]!;
+      /** A fetched partition's records from where it was asked, as the receiver's batch. */
+      const batchOf = (f: FetchedPartition): FollowedBatch<R> => {
         const from = offsets.get(f.topic)!.get(f.partition)!;
         const records: R[] = [];
         let skipped = 0;
@@ -312,11 +318,28 @@ export class CommittedFollower<R = FollowedRecord> {
           else records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
         });
         if (records.length + skipped > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / (records.length + skipped);
+        return { topic: f.topic, partition: f.partition, records, skipped, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark };
+      };
+      /** What this fetch brought from the index-th partition on is fetched again. */
+      const rewind = (index: number) => {
+        for (const g of moved.slice(index)) positions.get(g.topic)!.set(g.partition, offsets.get(g.topic)!.get(g.partition)!);
+      };
+      if (this.deliverFetch !== undefined) {
+        if (!current()) return;
+        if (moved.length > 0) {
+          try {
+            await this.deliverFetch(moved.map(batchOf));
+          } catch (error) {
+            rewind(0);
+            throw error;
+          }
+        }
+      } else for (let i = 0; i < moved.length; i++) {
+        if (!current()) return;
         try {
-          await this.deliver({ topic: f.topic, partition: f.partition, records, skipped, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark });
+          await this.deliver(batchOf(moved[i]!));
         } catch (error) {
-          // What this fetch brought from here on is fetched again.
-          for (const g of moved.slice(i)) positions.get(g.topic)!.set(g.partition, offsets.get(g.topic)!.get(g.partition)!);
+          rewind(i);
           throw error;
         }
       }

@@ -112,12 +112,15 @@ runService(SERVICE_NAME, async (logger) => {
     if (bytes !== null && bytes.length > 0) {
       try {
         const json: unknown = JSON.parse(bytes.toString('utf8'));
-        if (isPositionAsIs(json)) return { ok: true, value: json };
+        // Only what the store and the events need is kept: the parsed snapshot (every symbol of
+        // the account) is garbage at once, not held with the rest of its fetch.
+        if (isPositionAsIs(json)) return { ok: true, value: { taxpayer_id: json.taxpayer_id, fills: json.fills } };
       } catch {
         // not JSON: the schema says so below
       }
     }
-    return decodeMessage(Position, bytes);
+    const checked = decodeMessage(Position, bytes);
+    return checked.ok ? { ok: true, value: { taxpayer_id: checked.value.taxpayer_id, fills: checked.value.fills } } : checked;
   };
 
   const prices = await runBroadcast({

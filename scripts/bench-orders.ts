@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { CommittedFollower, committedReaderOptions, createKafka, createLogger, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Fill } from '@tradeflow/shared';
 import { splitPortfolioOrder } from '../services/order-matcher/src/split.ts';
 import { findPid, measureCpu, type CpuUse } from './lib/cpu.ts';
-import { fmt, peakMemory, Report } from './lib/report.ts';
+import { fmt, loopDelay, peakMemory, Report } from './lib/report.ts';
 import { resetTopics } from './lib/admin.ts';
 import { generateOrders } from './lib/orders.ts';
 import { endChildrenOnSignals, ownChild, REPO, runScript, sleep, startService, type ServiceProcess } from './lib/processes.ts';
@@ -272,10 +272,10 @@ const drainStarted = performance.now();
  */
 let settled: { at: number; fills: number } | undefined;
 const settling = (async () => {
+  // order-matcher's one group, fill-publisher's two (its fill and positions stages).
+  const groups = (service: string) => (service === 'fill-publisher' ? [`${run}-f-fill`, `${run}-f-positions`] : [`${run}-m`]);
   while (settled === undefined && (fillsSeen.get('backlog') ?? 0) < backlogComponents) {
     const snapshots = await Promise.all(pipeline.map((s) => s.metrics().catch(() => undefined)));
-    // order-matcher's one group, fill-publisher's two (its fill and positions stages).
-    const groups = (service: string) => (service === 'fill-publisher' ? [`${run}-f-fill`, `${run}-f-positions`] : [`${run}-m`]);
     if (snapshots.every((m, i) => groups(pipeline[i]!.name).every((group) => (m?.extra[`assigned:${group}`] ?? 0) > 0))) settled = { at: performance.now(), fills: fillsSeen.get('backlog') ?? 0 };
     else await sleep(100);
   }
@@ -287,12 +287,13 @@ await sleep(1_000);
 const drainSeconds = (lastFillAt - firstFillAt) / 1000;
 report(`order-matcher + fill-publisher${INSTANCES === 1 ? '' : ` (${INSTANCES} instances each)`}, backlog drain`, `${fmt(backlogComponents / drainSeconds)} component orders/s`, `${fmt(BACKLOG)} portfolio orders = ${fmt(backlogComponents)} components in ${drainSeconds.toFixed(1)} s (first fill to last)`);
 if (INSTANCES > 1) {
-  // Only worth a figure when most of the backlog was left once every instance had its partitions.
+  // Only worth a figure when most of the backlog was left once every instance had its partitions,
+  // and it took a second or more (a small backlog's fills arrive in a few commits: no rate to speak of).
   const left = settled === undefined ? 0 : backlogComponents - settled.fills;
   const seconds = settled === undefined ? 0 : (lastFillAt - Math.max(settled.at, firstFillAt)) / 1000;
   report(
     '  once every instance had partitions',
-    left >= backlogComponents / 2 && seconds > 0 ? `${fmt(left / seconds)} component orders/s` : 'n/a',
+    left >= backlogComponents / 2 && seconds >= 1 ? `${fmt(left / seconds)} component orders/s` : 'n/a',
     settled === undefined ? 'not every instance held partitions before the backlog was drained' : `${fmt(left)} components after the group settled ${((settled.at - drainStarted) / 1000).toFixed(1)} s after the start, in ${seconds.toFixed(1)} s`,
   );
 }
@@ -351,7 +352,7 @@ async function runPhase(rate: number, seed: number): Promise<PhaseResult> {
     }
     const delay = t['loop.delay'];
     if (delay !== undefined) {
-      report(`    ${name} event loop delay`, `p50 ${delay.p50Ms.toFixed(1)} / p99 ${delay.p99Ms.toFixed(1)} / max ${delay.maxMs.toFixed(0)} ms`, `how late a 20 ms timer ran, over the last ${fmt(Math.min(delay.count, TIMING_WINDOW) * 20 / 1000)} s`);
+      report(`    ${name} event loop delay`, ...loopDelay(delay));
     }
   }
   report(`  order→fill latency, priority 2 blocks (${fmt(l.p2.length)} fills)`, line(l.p2), 'includes the 1 s netting window');

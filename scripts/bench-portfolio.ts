@@ -20,12 +20,12 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TIMING_WINDOW, TOPICS, type Kafka } from '@tradeflow/shared';
+import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
 import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
 import { endChildrenOnSignals, freePort, ownChild, REPO, runScript, sleep, startService, waitFor, type ServiceProcess } from './lib/processes.ts';
-import { fmt, mb, memoryPeaks, Report } from './lib/report.ts';
+import { fmt, loopDelay, mb, memoryPeaks, Report } from './lib/report.ts';
 
 // Ctrl-C or kill ends the services and feeds it started too.
 endChildrenOnSignals();
@@ -195,7 +195,7 @@ if (PARTS.has('latency')) {
   }
   const delay = (await portfolio.metrics()).timings?.['loop.delay'];
   if (delay !== undefined) {
-    report('portfolio event loop delay', `p50 ${delay.p50Ms.toFixed(1)} / p99 ${delay.p99Ms.toFixed(1)} / max ${delay.maxMs.toFixed(0)} ms`, `how late a 20 ms timer ran, over its last ${fmt(Math.min(delay.count, TIMING_WINDOW) * 20 / 1000)} s`);
+    report('portfolio event loop delay', ...loopDelay(delay));
   }
   report('portfolio memory (feed)', await peakRss(portfolio));
   for (const s of services) await s.stop();

@@ -1,4 +1,4 @@
-import type { MemoryPeaks } from '@tradeflow/shared';
+import { LOOP_SAMPLE_MS, TIMING_WINDOW, type MemoryPeaks, type TimingSummary } from '@tradeflow/shared';
 /** Benchmark figures: each is echoed as it is measured, and all are printed as a table at the end. */
 export class Report {
   private readonly rows: [string, string, string][] = [];
@@ -35,3 +35,9 @@ export const memoryPeaks = (m: Memory) => {
   const [figure, note] = peakMemory(m);
   return `peak RSS ${figure} (${note})`;
 };
+
+/** A service's event loop delay ('loop.delay' in its /metrics timings: a timer's lateness) as a figure and its note. */
+export const loopDelay = (delay: TimingSummary): [string, string] => [
+  `p50 ${delay.p50Ms.toFixed(1)} / p99 ${delay.p99Ms.toFixed(1)} / max ${delay.maxMs.toFixed(0)} ms`,
+  `how late a ${LOOP_SAMPLE_MS} ms timer ran, over the last ${fmt((Math.min(delay.count, TIMING_WINDOW) * LOOP_SAMPLE_MS) / 1000)} s`,
+];

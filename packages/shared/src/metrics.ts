@@ -68,7 +68,7 @@ const MEMORY_SAMPLE_MS = 500;
  * how late it ran ('loop.delay' in the timings), which is how long something held the thread (a
  * long synchronous step, a garbage collection pause) when a response or a fetch was waiting.
  */
-const LOOP_SAMPLE_MS = 20;
+export const LOOP_SAMPLE_MS = 20;
 
 /** How many recent durations of each kind the percentiles are taken over. */
 export const TIMING_WINDOW = 4_096;

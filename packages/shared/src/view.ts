@@ -145,6 +145,22 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
     metrics.setLag(source.topic, source.partition, Number(lag));
   }
 
+  /** Runs `apply` until it succeeds, a second between attempts (heartbeating, when given); false when stopped first. */
+  async function untilApplied(apply: () => Promise<void>, context: Record<string, unknown>, heartbeat?: () => Promise<void>): Promise<boolean> {
+    for (;;) {
+      if (stopping) return false;
+      try {
+        await apply();
+        applyLog.recovered();
+        return true;
+      } catch (error) {
+        applyLog.failure(error, 1_000, context);
+        await sleep(1_000);
+        await heartbeat?.().catch(() => undefined);
+      }
+    }
+  }
+
   /** A fetch's batches applied at once (see ViewOptions.applyFetch), retried while that fails. */
   async function receivedFetch(applyFetch: (batches: readonly ViewBatch[]) => Promise<void>, fetched: readonly FollowedBatch<ViewRecord>[]): Promise<void> {
     fetchLog.recovered();
@@ -157,17 +173,7 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
     // Batches of only transaction markers or aborted records: nothing to apply, but their partitions moved on.
     const toApply = ready.filter((batch) => batch.records.length > 0);
     if (toApply.length > 0) {
-      for (;;) {
-        if (stopping) return;
-        try {
-          await applyFetch(toApply);
-          applyLog.recovered();
-          break;
-        } catch (error) {
-          applyLog.failure(error, 1_000, { partitions: toApply.map((batch) => key(batch.source)) });
-          await sleep(1_000);
-        }
-      }
+      if (!(await untilApplied(() => applyFetch(toApply), { partitions: toApply.map((batch) => key(batch.source)) }))) return;
       for (const batch of toApply) metrics.consumed += batch.records.length;
       metrics.batches += toApply.length;
     }
@@ -180,18 +186,7 @@ async function startView(options: ViewOptions, consumer: Consumer, onJoin: (assi
     if (records === undefined || isStale()) return;
     // Only transaction markers or aborted records: nothing to apply, but the partition moved on.
     if (records.length > 0) {
-      for (;;) {
-        if (stopping) return;
-        try {
-          await options.apply({ source, records, next, highWatermark });
-          applyLog.recovered();
-          break;
-        } catch (error) {
-          applyLog.failure(error, 1_000, { ...source });
-          await sleep(1_000);
-          await heartbeat().catch(() => undefined);
-        }
-      }
+      if (!(await untilApplied(() => options.apply({ source, records, next, highWatermark }), { ...source }, heartbeat))) return;
       metrics.consumed += records.length;
       metrics.batches++;
     }

@@ -92,8 +92,8 @@ runService(SERVICE_NAME, async (logger) => {
   const events = new AccountEvents();
   const held = new Set<number>();
 
-  const decoded = <T>(batch: ViewBatch, decode: (bytes: Buffer | null) => { ok: true; value: T } | { ok: false; reason: string }): Received<T>[] => {
-    const out: Received<T>[] = [];
+  /** The batch's readable records decoded, added to `out` (a new array when not given). */
+  const decoded = <T>(batch: ViewBatch, decode: (bytes: Buffer | null) => { ok: true; value: T } | { ok: false; reason: string }, out: Received<T>[] = []): Received<T>[] => {
     for (const record of batch.records) {
       if (record.value === null) continue;
       const result = decode(record.value);
@@ -155,15 +155,19 @@ runService(SERVICE_NAME, async (logger) => {
     const positions: Received<Pick<Position, 'taxpayer_id' | 'fills'>>[] = [];
     const fills: Received<Fill>[] = [];
     for (const batch of batches) {
-      if (batch.source.topic === TOPICS.positions) for (const p of decoded(batch, positionAsStored)) positions.push(p);
-      else for (const f of decoded(batch, (b) => decodeMessage(Fill, b))) fills.push(f);
+      if (batch.source.topic === TOPICS.positions) decoded(batch, positionAsStored, positions);
+      else decoded(batch, (b) => decodeMessage(Fill, b), fills);
     }
     await store.apply({ positions, fills, offsets: batches.map((batch) => ({ ...batch.source, next: batch.next })) });
     metrics.written += positions.length + fills.length;
     // One event per changed account watched, with the fills that changed it (when fills did).
     const changed = new Map<number, string[]>();
     for (const { value: p } of positions) if (!changed.has(p.taxpayer_id)) changed.set(p.taxpayer_id, []);
-    for (const { value: f } of fills) changed.set(f.taxpayer_id, [...(changed.get(f.taxpayer_id) ?? []), f.fill_id]);
+    for (const { value: f } of fills) {
+      const ids = changed.get(f.taxpayer_id);
+      if (ids === undefined) changed.set(f.taxpayer_id, [f.fill_id]);
+      else ids.push(f.fill_id);
+    }
     for (const [taxpayerId, newFills] of changed) {
       if (!events.watched(taxpayerId)) continue;
       const answer = answerFor(store, ownership, taxpayerId);

@@ -243,10 +243,9 @@ export class Connection {
     const { host, port, ssl, connectTimeoutMs } = options;
     const where = `${host}:${port}`;
     // TCP reads into one reusable buffer (no allocation per read); TLS hands over its chunks.
-    const readBuffer = ssl ? undefined : Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     this.socket = ssl
       ? connectTls({ host, port, servername: host })
-      : connectTcp({ host, port, onread: { buffer: readBuffer!, callback: (bytes: number, buffer: Uint8Array) => this.received(buffer, bytes) } });
+      : connectTcp({ host, port, onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), callback: (bytes: number, buffer: Uint8Array) => this.received(buffer, bytes) } });
     this.socket.setNoDelay(true);
     this.ready = new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -55,6 +55,20 @@ describe('PortfolioStore', () => {
     await store.close();
   });
 
+  it("keeps each symbol's latest tick of a batch (of one time, the later one), never an older one", async () => {
+    const store = PortfolioStore.open({ path: freshPath(), recentFills: 3 });
+    const tick = (symbol: string, bid: number, timestamp: number) => ({ symbol, exchange: 'NYSE', bid, ask: bid + 0.5, timestamp });
+    await store.apply({ prices: [tick('IVE', 1, 5), tick('SPY', 2, 5), tick('IVE', 3, 7), tick('IVE', 4, 7), tick('IVE', 5, 6)], offsets: [{ topic: 'prices', partition: 0, next: 5n }] });
+    expect(store.price('IVE')?.bid).toBe(4);
+    expect(store.price('SPY')?.bid).toBe(2);
+    await store.apply({ prices: [tick('IVE', 6, 6), tick('SPY', 7, 8)], offsets: [{ topic: 'prices', partition: 1, next: 2n }] });
+    expect(store.price('IVE')?.bid).toBe(4);
+    expect(store.price('SPY')?.bid).toBe(7);
+    expect(store.offset('prices', 0)).toBe(5n);
+    expect(store.offset('prices', 1)).toBe(2n);
+    await store.close();
+  });
+
   it('after a restart answers as before and says where to go on reading (the checkpoint)', async () => {
     const path = freshPath();
     const store = PortfolioStore.open({ path, recentFills: 5 });
@@ -123,5 +137,26 @@ describe('PortfolioStore formats', () => {
     expect(old.isCurrentFormat()).toBe(true);
     expect(old.position(7)).toBeUndefined();
     await old.close();
+  });
+
+  it('tells a store of format 2 (fill counts among the fills) from its own, and counts afresh once it is cleared', async () => {
+    const { open } = await import('lmdb');
+    const path = freshPath();
+    const root = open({ path, maxDbs: 8, compression: false, noSync: true });
+    const count = Buffer.alloc(8);
+    count.writeDoubleBE(2, 0);
+    await root.openDB({ name: 'recent-fills', encoding: 'binary' }).put([7, -1], count);
+    await root.openDB({ name: 'recent-fills', encoding: 'binary' }).put([7, 0], received(fill(7, 1)).bytes);
+    await root.openDB({ name: 'offsets' }).put('fills:0', '2');
+    await root.openDB({ name: 'meta' }).put('format', '2');
+    await root.close();
+    const store = PortfolioStore.open({ path, recentFills: 3 });
+    expect(store.isCurrentFormat()).toBe(false);
+    await store.keepFor('cluster-a', true);
+    expect(store.isCurrentFormat()).toBe(true);
+    expect(store.recent(7, 10)).toEqual([]);
+    await store.apply({ fills: [received(fill(7, 5))], offsets: [{ topic: 'fills', partition: 0, next: 1n }] });
+    expect(store.recent(7, 10).map((f) => f.fill_id)).toEqual(['f7-5']);
+    await store.close();
   });
 });

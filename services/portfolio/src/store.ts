@@ -18,8 +18,11 @@ export interface Received<T> {
   readonly bytes: Buffer;
 }
 
-/** What the store's values are: raw record bytes (2); the earlier format (none recorded) held msgpack. */
-const FORMAT = '2';
+/**
+ * What the store's values are: raw record bytes, each account's fill count in a database of its own
+ * (3); raw bytes with the count among the fills (2); the earliest format (none recorded) held msgpack.
+ */
+const FORMAT = '3';
 
 /** A stored position: its fill count (a float64, to compare without decoding) and then its record's bytes. */
 const COUNT_BYTES = 8;
@@ -44,8 +47,8 @@ export interface StoreOptions {
   readonly path: string;
   /** Recent fills kept per account. */
   readonly recentFills: number;
-  /** The largest the file may grow to (LMDB maps it whole; the disk holds what is written). */
-  readonly maxBytes?: number;
+  /** The map's size to start with (the file's apparent size; it grows as the store does, the disk holds what is written). */
+  readonly initialBytes?: number;
 }
 
 const offsetKey = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -54,8 +57,14 @@ export class PortfolioStore {
   private readonly root: RootDatabase;
   /** Account → its fill count (float64) and its latest snapshot's bytes. */
   private readonly positions: Database<Buffer, number>;
-  /** An account's recent fills in a ring of slots: [account, slot] → a fill's bytes, [account, -1] → fills so far (float64). */
+  /** An account's recent fills in a ring of slots: [account, slot] → a fill's bytes. */
   private readonly fills: Database<Buffer, [number, number]>;
+  /**
+   * Account → its fills so far (float64), which says the ring's next slot. Apart from the fills, a
+   * burst of fills of many accounts changes a few pages of counts and one page of fills per
+   * account, not two (docs/performance.md).
+   */
+  private readonly counts: Database<Buffer, number>;
   private readonly prices: Database<PriceTick, string>;
   private readonly offsets: Database<string, string>;
   /** What the store is of: `cluster` → the Kafka cluster id. */
@@ -66,6 +75,7 @@ export class PortfolioStore {
     this.root = root;
     this.positions = root.openDB<Buffer, number>({ name: 'positions', encoding: 'binary' });
     this.fills = root.openDB<Buffer, [number, number]>({ name: 'recent-fills', encoding: 'binary' });
+    this.counts = root.openDB<Buffer, number>({ name: 'fill-counts', encoding: 'binary' });
     this.prices = root.openDB<PriceTick, string>({ name: 'prices' });
     this.offsets = root.openDB<string, string>({ name: 'offsets' });
     this.meta = root.openDB<string, string>({ name: 'meta' });
@@ -75,10 +85,14 @@ export class PortfolioStore {
   /**
    * Commits are not flushed to disk one by one (noSync): a commit is in the file (the page cache)
    * when apply resolves, so it survives the process crashing; an OS crash may lose the last ones or
-   * the file (delete the store's directory then: it is rebuilt from the topics).
+   * the file (delete the store's directory then: it is rebuilt from the topics). A transaction
+   * writes its pages straight into the file's map (useWritemap), not into pages of its own that the
+   * commit then writes to the file: a burst of 2,000 fills of 2,000 accounts applied in 16 ms
+   * before, 5 ms with this and the counts apart. The file is as large as the map (sparse: the disk
+   * holds what is written); lmdb-js doubles the map when it is full.
    */
   static open(options: StoreOptions): PortfolioStore {
-    const root = open({ path: options.path, maxDbs: 8, mapSize: options.maxBytes ?? 64 * 1024 ** 3, compression: false, noSync: true });
+    const root = open({ path: options.path, maxDbs: 8, mapSize: options.initialBytes ?? 256 * 1024 ** 2, compression: false, noSync: true, useWritemap: true });
     return new PortfolioStore(root, options.recentFills);
   }
 
@@ -111,9 +125,15 @@ export class PortfolioStore {
       for (const [account, count] of counts) {
         const stored = Buffer.allocUnsafe(8);
         stored.writeDoubleBE(count, 0);
-        this.fills.putSync([account, -1], stored);
+        this.counts.putSync(account, stored);
       }
+      // Each symbol's latest tick of the batch, read and written once (of one time, the later one).
+      const latest = new Map<string, PriceTick>();
       for (const tick of batch.prices ?? []) {
+        const seen = latest.get(tick.symbol);
+        if (seen === undefined || tick.timestamp >= seen.timestamp) latest.set(tick.symbol, tick);
+      }
+      for (const tick of latest.values()) {
         const current = this.prices.get(tick.symbol);
         if (current === undefined || tick.timestamp >= current.timestamp) this.prices.putSync(tick.symbol, tick);
       }
@@ -123,7 +143,7 @@ export class PortfolioStore {
 
   /** How many fills of an account were applied. */
   private countOf(taxpayerId: number): number {
-    return this.fills.getBinaryFast([taxpayerId, -1])?.readDoubleBE(0) ?? 0;
+    return this.counts.getBinaryFast(taxpayerId)?.readDoubleBE(0) ?? 0;
   }
 
   position(taxpayerId: number): Position | undefined {
@@ -177,7 +197,7 @@ export class PortfolioStore {
   /** Records the cluster the store is of; with `clear`, drops everything first (it is rebuilt from the topics). */
   async keepFor(clusterId: string, clear: boolean): Promise<void> {
     await this.root.transaction(() => {
-      if (clear) for (const db of [this.positions, this.fills, this.prices, this.offsets]) db.clearSync();
+      if (clear) for (const db of [this.positions, this.fills, this.counts, this.prices, this.offsets]) db.clearSync();
       this.meta.put('cluster', clusterId);
       this.meta.put('format', FORMAT);
     });

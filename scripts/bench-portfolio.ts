@@ -9,18 +9,23 @@
  *      it serves again, RSS), and fill-publisher's restore of the same positions into its store and
  *      its restart from that store (time, peak RSS);
  *   4. reconcile's fills/s over --reconcile-fills fills, with each reader (the Kafka client's
- *      consumer and the lean reader) and 1 and one per CPU reading threads.
+ *      consumer and the lean reader) and 1 and one per CPU reading threads;
+ *   5. burst: a netting window's burst of 2,000 fills applied to portfolio's store alone (no
+ *      broker): decoding, the store's transaction, the answers for the watched accounts.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-portfolio.ts [--parts latency,http,accounts,reconcile] [--rate 2000] [--seconds 30]
+ *   node scripts/bench-portfolio.ts [--parts latency,http,accounts,reconcile,burst] [--rate 2000] [--seconds 30]
  *     [--accounts 1000000,10000000] [--connections 50] [--reconcile-fills 2000000]
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
+import { answerFor } from '../services/portfolio/src/http.ts';
+import { PortfolioStore } from '../services/portfolio/src/store.ts';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
 import { INSTRUMENTS, instrumentPrices } from './lib/market.ts';
@@ -32,7 +37,7 @@ endChildrenOnSignals();
 
 const { values } = parseArgs({
   options: {
-    parts: { type: 'string', default: 'latency,http,accounts,reconcile' },
+    parts: { type: 'string', default: 'latency,http,accounts,reconcile,burst' },
     rate: { type: 'string', default: '2000' },
     seconds: { type: 'string', default: '30' },
     accounts: { type: 'string', default: '1000000,10000000' },
@@ -359,6 +364,61 @@ if (PARTS.has('reconcile')) {
     const line = /fills checked +([\d,]+) \(([\d,]+) records read in ([\d.]+) s, ([\d,]+)\/s; ([\d,]+)\/s from the first/.exec(out);
     report(`reconcile, ${reader === 'wire' ? 'lean reader' : 'Kafka client'}, ${workers} reading thread${workers === 1 ? '' : 's'} (fills topic, no InfluxDB)`, line === null ? 'failed' : `${line[4]} fills/s`, line === null ? out.slice(0, 200) : `${line[1]} fills in ${line[3]} s from its start, ${line[5]}/s from the first record to the last (topic holds ${fmt(held)}); positions compared too (no snapshots here: each account is a difference)`);
   }
+}
+
+// 5. A netting window's burst applied to the store alone (no broker): what portfolio does with the
+// fetch that brings it, measured without the rest of the order flow on the cores.
+if (PARTS.has('burst')) {
+  const accounts = 2_000;
+  const store = PortfolioStore.open({ path: mkdtempSync(join(storeRoot, 'burst-')), recentFills: 50 });
+  const symbols = INSTRUMENTS.map((i) => i.symbol).slice(0, 8);
+  let sequence = 0;
+  const fillBytes = (taxpayer: number) =>
+    Buffer.from(JSON.stringify({ taxpayer_id: taxpayer, portfolio_order_id: randomUUID(), component_order_id: `${randomUUID()}/VTI`, market_order_id: `m-${sequence}`, execution_id: `e-${sequence}`, fill_id: `f-${sequence++}-${taxpayer}`, symbol: 'VTI', order_type: 'BUY', filled_amount: 1000.5, filled_shares: 4.123456, filled_price: 242.66, delta_shares_position: 4.123456, delta_cash_position: -1000.5, timestamp: 1_796_000_000.123, order_timestamp: 1_796_000_000.001 }));
+  const snapshot = (taxpayer: number) => Buffer.from(JSON.stringify({ taxpayer_id: taxpayer, shares: Object.fromEntries(symbols.map((symbol, i) => [symbol, 10.123456 * (i + 1)])), cash: -12_345.67, fills: 50, timestamp: 1_796_000_000.2 }));
+  await store.apply({
+    prices: symbols.map((symbol) => ({ symbol, exchange: 'NYSE', bid: 100, ask: 100.5, timestamp: 1_796_000_000 })),
+    positions: Array.from({ length: accounts }, (_, i) => ({ value: { taxpayer_id: i + 1, fills: 50 }, bytes: snapshot(i + 1) })),
+    offsets: [],
+  });
+  const ownership = { self: 'bench', partitions: env.TOPIC_PARTITIONS, holds: () => true, ownerOf: () => undefined, refresh: async () => undefined, lag: () => ({ positions: 0, fills: 0 }) };
+  const burst = () => Array.from({ length: accounts }, (_, i) => fillBytes(1 + ((i * 7_919) % accounts)));
+  // Every account's ring full first (50 fills each), as in a store that has run a while.
+  const decodedBurst = () =>
+    burst().flatMap((bytes) => {
+      const fill = decodeMessage(Fill, bytes);
+      return fill.ok ? [{ value: fill.value, bytes }] : [];
+    });
+  for (let round = 0; round < 50; round++) await store.apply({ fills: decodedBurst(), offsets: [] });
+  const decodeMs: number[] = [];
+  const storeMs: number[] = [];
+  const answerMs: number[] = [];
+  for (let round = 0; round < 60; round++) {
+    const records = burst();
+    const t0 = performance.now();
+    const fills = [];
+    for (const bytes of records) {
+      const fill = decodeMessage(Fill, bytes);
+      if (fill.ok) fills.push({ value: fill.value, bytes });
+    }
+    const t1 = performance.now();
+    await store.apply({ fills, offsets: [{ topic: TOPICS.fills, partition: 0, next: BigInt(sequence) }] });
+    const t2 = performance.now();
+    for (let taxpayer = 1; taxpayer <= 200; taxpayer++) JSON.stringify({ ...answerFor(store, ownership, taxpayer), new_fills: [] });
+    const t3 = performance.now();
+    if (round >= 10) {
+      decodeMs.push(t1 - t0);
+      storeMs.push(t2 - t1);
+      answerMs.push(t3 - t2);
+    }
+  }
+  for (const list of [decodeMs, storeMs, answerMs]) list.sort((a, b) => a - b);
+  report(
+    `a burst of ${fmt(accounts)} fills of ${fmt(accounts)} accounts, alone`,
+    `decode ${ms(percentile(decodeMs, 0.5))}, store ${ms(percentile(storeMs, 0.5))}, answers ${ms(percentile(answerMs, 0.5))}`,
+    `medians of 50 bursts; the store holding 50 fills of each account; answers for 200 watched accounts (a netting window's close brings such a burst in one transaction: docs/performance.md)`,
+  );
+  await store.close();
 }
 
 figures.print();

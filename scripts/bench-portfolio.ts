@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { CommittedFollower, committedReaderOptions, createKafka, createLogger, decodeMessage, Fill, kafkaEnv, parseEnv, TOPICS, type Kafka } from '@tradeflow/shared';
 import { answerFor } from '../services/portfolio/src/http.ts';
+import { fillAsStored } from '../services/portfolio/src/records.ts';
 import { PortfolioStore } from '../services/portfolio/src/store.ts';
 import { resetTopics, topicEndOffsets } from './lib/admin.ts';
 import { findPid, measureCpu } from './lib/cpu.ts';
@@ -398,7 +399,7 @@ if (PARTS.has('burst')) {
     const t0 = performance.now();
     const fills = [];
     for (const bytes of records) {
-      const fill = decodeMessage(Fill, bytes);
+      const fill = fillAsStored(bytes);
       if (fill.ok) fills.push({ value: fill.value, bytes });
     }
     const t1 = performance.now();

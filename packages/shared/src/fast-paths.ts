@@ -165,11 +165,16 @@ function execution(v: unknown): Execution | undefined {
   return out;
 }
 
-function fill(v: unknown): Fill | undefined {
-  if (!isObject(v)) return undefined;
+/**
+ * Whether a parsed fill is one the Fill fast path answers, checked in place: nothing is copied
+ * (extra fields stay on it). For a reader that keeps the fill's bytes and needs only its account
+ * and id now (portfolio's store).
+ */
+export function isFillAsIs(v: unknown): v is Fill {
+  if (!isObject(v)) return false;
   const { taxpayer_id, portfolio_order_id, component_order_id, market_order_id, execution_id, fill_id, symbol, order_type } = v;
   const { filled_amount, filled_shares, filled_price, delta_shares_position, delta_cash_position, timestamp, order_timestamp } = v;
-  if (
+  return !(
     !isTaxpayer(taxpayer_id) ||
     !isUuid(portfolio_order_id) ||
     !isText(component_order_id) ||
@@ -185,9 +190,13 @@ function fill(v: unknown): Fill | undefined {
     !isNumber(delta_cash_position) ||
     !isEpoch(timestamp) ||
     (order_timestamp !== undefined && !isEpoch(order_timestamp))
-  ) {
-    return undefined;
-  }
+  );
+}
+
+function fill(v: unknown): Fill | undefined {
+  if (!isFillAsIs(v)) return undefined;
+  const { taxpayer_id, portfolio_order_id, component_order_id, market_order_id, execution_id, fill_id, symbol, order_type } = v;
+  const { filled_amount, filled_shares, filled_price, delta_shares_position, delta_cash_position, timestamp, order_timestamp } = v;
   const out: Fill = {
     taxpayer_id,
     portfolio_order_id,

@@ -1,7 +1,7 @@
 export * from './topics.ts';
 export * from './schemas.ts';
 import './fast-paths.ts';
-export { isPositionAsIs } from './fast-paths.ts';
+export { isFillAsIs, isPositionAsIs } from './fast-paths.ts';
 export * from './config.ts';
 export * from './logger.ts';
 export * from './kafka.ts';

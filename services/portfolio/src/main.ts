@@ -16,7 +16,6 @@ import {
   decodeMessage,
   envInt,
   Fill,
-  isPositionAsIs,
   kafkaEnv,
   listen,
   parseEnv,
@@ -35,6 +34,7 @@ import {
 import { z } from 'zod';
 import { AccountEvents, answerFor, createPortfolioServer, type Ownership } from './http.ts';
 import { newestPerKey } from './newest.ts';
+import { fillAsStored, positionAsStored } from './records.ts';
 import { PortfolioStore, type Received } from './store.ts';
 
 const SERVICE_NAME = 'portfolio';
@@ -105,26 +105,6 @@ runService(SERVICE_NAME, async (logger) => {
   };
   const startAt = (topic: string, partition: number, otherwise: 'beginning' | { last: number }) => store.offset(topic, partition) ?? otherwise;
   /**
-   * A position snapshot as the store keeps it: its bytes, with its account and fill count. One the
-   * schema takes as it is is checked in place (a snapshot holds every symbol of the account: copying
-   * it was 7 % of the service's time); anything else goes through the schema, with its reasons.
-   */
-  const positionAsStored = (bytes: Buffer | null): { ok: true; value: Pick<Position, 'taxpayer_id' | 'fills'> } | { ok: false; reason: string } => {
-    if (bytes !== null && bytes.length > 0) {
-      try {
-        const json: unknown = JSON.parse(bytes.toString('utf8'));
-        // Only what the store and the events need is kept: the parsed snapshot (every symbol of
-        // the account) is garbage at once, not held with the rest of its fetch.
-        if (isPositionAsIs(json)) return { ok: true, value: { taxpayer_id: json.taxpayer_id, fills: json.fills } };
-      } catch {
-        // not JSON: the schema says so below
-      }
-    }
-    const checked = decodeMessage(Position, bytes);
-    return checked.ok ? { ok: true, value: { taxpayer_id: checked.value.taxpayer_id, fills: checked.value.fills } } : checked;
-  };
-
-  /**
    * Of each account's snapshots in the batch, the newest that reads (newestPerKey), added to `out` in
    * the partition's order; unreadable ones are logged and skipped, as by `decoded`.
    */
@@ -175,10 +155,10 @@ runService(SERVICE_NAME, async (logger) => {
   const applyBatches = async (batches: readonly ViewBatch[]): Promise<void> => {
     const started = performance.now();
     const positions: Received<Pick<Position, 'taxpayer_id' | 'fills'>>[] = [];
-    const fills: Received<Fill>[] = [];
+    const fills: Received<Pick<Fill, 'taxpayer_id' | 'fill_id'>>[] = [];
     for (const batch of batches) {
       if (batch.source.topic === TOPICS.positions) newestPositions(batch, positions);
-      else decoded(batch, (b) => decodeMessage(Fill, b), fills);
+      else decoded(batch, fillAsStored, fills);
     }
     await store.apply({ positions, fills, offsets: batches.map((batch) => ({ ...batch.source, next: batch.next })) });
     metrics.written += positions.length + fills.length;

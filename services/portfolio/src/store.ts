@@ -38,7 +38,8 @@ export interface PartitionOffset {
 export interface StoreBatch {
   /** Only the account and fill count are read now; the bytes are decoded when an answer needs them. */
   readonly positions?: readonly Received<Pick<Position, 'taxpayer_id' | 'fills'>>[];
-  readonly fills?: readonly Received<Fill>[];
+  /** Only the account is read now; the bytes are decoded when an answer needs them. */
+  readonly fills?: readonly Received<Pick<Fill, 'taxpayer_id'>>[];
   readonly prices?: readonly PriceTick[];
   readonly offsets: readonly PartitionOffset[];
 }
@@ -52,6 +53,9 @@ export interface StoreOptions {
 }
 
 const offsetKey = (topic: string, partition: number) => `${topic}:${partition}`;
+
+/** Symbols whose latest price is kept in memory too (see PortfolioStore.latestPrices). */
+const MAX_CACHED_PRICES = 10_000;
 
 export class PortfolioStore {
   private readonly root: RootDatabase;
@@ -70,6 +74,12 @@ export class PortfolioStore {
   /** What the store is of: `cluster` → the Kafka cluster id. */
   private readonly meta: Database<string, string>;
   private readonly recentFills: number;
+  /**
+   * The latest tick of each symbol read or written, as in the store (written once the transaction
+   * committed): every answer values each holding at its price, and reading one from LMDB decodes
+   * it anew. Bounded: beyond MAX_CACHED_PRICES symbols the rest are read from the store.
+   */
+  private readonly latestPrices = new Map<string, PriceTick>();
 
   private constructor(root: RootDatabase, recentFills: number) {
     this.root = root;
@@ -100,6 +110,7 @@ export class PortfolioStore {
     // In this thread, committed when it returns (noSync: no flush to wait for): lmdb-js's
     // asynchronous transactions hand every write to its writer thread as an instruction, which
     // cost more here than the writes themselves.
+    const written: PriceTick[] = [];
     this.root.transactionSync(() => {
       for (const { value: position, bytes } of batch.positions ?? []) {
         const current = this.positions.getBinaryFast(position.taxpayer_id);
@@ -134,10 +145,18 @@ export class PortfolioStore {
       }
       for (const tick of latest.values()) {
         const current = this.prices.get(tick.symbol);
-        if (current === undefined || tick.timestamp >= current.timestamp) this.prices.putSync(tick.symbol, tick);
+        if (current === undefined || tick.timestamp >= current.timestamp) {
+          this.prices.putSync(tick.symbol, tick);
+          written.push(tick);
+        }
       }
       for (const { topic, partition, next } of batch.offsets) this.offsets.putSync(offsetKey(topic, partition), next.toString());
     });
+    for (const tick of written) this.cachePrice(tick);
+  }
+
+  private cachePrice(tick: PriceTick): void {
+    if (this.latestPrices.has(tick.symbol) || this.latestPrices.size < MAX_CACHED_PRICES) this.latestPrices.set(tick.symbol, tick);
   }
 
   /** How many fills of an account were applied. */
@@ -164,7 +183,11 @@ export class PortfolioStore {
   }
 
   price(symbol: string): PriceTick | undefined {
-    return this.prices.get(symbol);
+    const cached = this.latestPrices.get(symbol);
+    if (cached !== undefined) return cached;
+    const stored = this.prices.get(symbol);
+    if (stored !== undefined) this.cachePrice(stored);
+    return stored;
   }
 
   /** The next offset to read of a partition, if this store applied any of it. */
@@ -197,6 +220,7 @@ export class PortfolioStore {
   async keepFor(clusterId: string, clear: boolean): Promise<void> {
     await this.root.transaction(() => {
       if (clear) for (const db of [this.positions, this.fills, this.counts, this.prices, this.offsets]) db.clearSync();
+      if (clear) this.latestPrices.clear();
       this.meta.put('cluster', clusterId);
       this.meta.put('format', FORMAT);
     });

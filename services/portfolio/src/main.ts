@@ -136,7 +136,7 @@ runService(SERVICE_NAME, async (logger) => {
     startAt: ({ topic, partition }) => startAt(topic, partition, { last: env.PORTFOLIO_PRICES_RESTORE }),
     apply: (batch) => applyPrices([batch]),
     // One store transaction per fetch of every partition's ticks (the store writes each symbol's latest once).
-    applyFetch: (batches) => applyPrices(batches),
+    applyFetch: applyPrices,
   });
 
   let view: RunningView | undefined;

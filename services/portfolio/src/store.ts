@@ -144,7 +144,8 @@ export class PortfolioStore {
         if (seen === undefined || tick.timestamp >= seen.timestamp) latest.set(tick.symbol, tick);
       }
       for (const tick of latest.values()) {
-        const current = this.prices.get(tick.symbol);
+        // The latest committed price, from memory when it is there (this store is its only writer).
+        const current = this.price(tick.symbol);
         if (current === undefined || tick.timestamp >= current.timestamp) {
           this.prices.putSync(tick.symbol, tick);
           written.push(tick);

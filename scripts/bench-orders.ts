@@ -182,7 +182,6 @@ if (values.reader === 'kafkajs') {
   stopReader = () => consumer.disconnect();
 } else {
   const lean = committedReaderOptions(env, 'bench-reader');
-  if (lean === undefined) throw new Error('--reader wire reads without SASL: use --reader kafkajs');
   const follower = new CommittedFollower<{ topic: string; value: Buffer; timestamp: number }>(
     { ...lean, maxWaitMs: 20, makeRecord: (topic, _partition, _offset, _key, value, timestamp) => ({ topic, value: value!, timestamp }) },
     async (batch) => {

@@ -91,7 +91,6 @@ async function peakRss(service: ServiceProcess): Promise<string> {
  */
 async function watchFills(watched: (taxpayerId: number) => boolean, onFill: (fill: Fill, seenAt: number) => void): Promise<() => Promise<void>> {
   const lean = committedReaderOptions(env, 'bench-portfolio-fills');
-  if (lean === undefined) throw new Error('the benchmark reads fills with the lean reader, which does not speak SASL');
   // Only the watched accounts' fills are decoded (told by their key, the taxpayer id): a netting
   // window's burst of 2,000 fills decoded here took this process's thread when it had to read the
   // event streams.

@@ -9,7 +9,7 @@
  * RECONCILE_FETCH_BYTES (16 MiB) is how much of a partition one fetch brings; RECONCILE_WORKERS
  * (the CPUs) how many threads read, each its share of the partitions; RECONCILE_READER `wire` (the
  * default: the lean reader of committed records, packages/shared/src/wire) or `kafkajs` (the Kafka
- * client's consumer; used anyway for a cluster that needs SASL).
+ * client's consumer).
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';

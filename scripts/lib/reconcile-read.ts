@@ -10,15 +10,14 @@ import { addExact, InfluxComparison, readFill, readFillText, Recomputation, type
 
 /**
  * Where fills are read from: the lean reader of committed records (the default: Fetch requests on
- * its own connections, records decoded in place) or the Kafka client's consumer (a cluster that
- * needs SASL; RECONCILE_READER=kafkajs).
+ * its own connections, records decoded in place; TLS and SASL as configured) or the Kafka client's
+ * consumer (RECONCILE_READER=kafkajs).
  */
 export type FillSource = { readonly reader: 'wire'; readonly options: CommittedReaderOptions } | { readonly reader: 'kafkajs'; readonly kafka: Kafka; readonly fetchBytes: number };
 
-/** The source asked for; the Kafka client's for a cluster that needs SASL, which the lean reader does not speak. */
+/** The source asked for. */
 export function fillSource(reader: 'wire' | 'kafkajs', env: KafkaEnv, kafka: () => Kafka, fetchBytes: number): FillSource {
-  const options = reader === 'wire' ? committedReaderOptions(env, 'reconcile', fetchBytes) : undefined;
-  return options !== undefined ? { reader: 'wire', options } : { reader: 'kafkajs', kafka: kafka(), fetchBytes };
+  return reader === 'wire' ? { reader: 'wire', options: committedReaderOptions(env, 'reconcile', fetchBytes) } : { reader: 'kafkajs', kafka: kafka(), fetchBytes };
 }
 
 export interface PartitionRange {

@@ -1,9 +1,6 @@
 /**
  * Transactions as the services make them, on the real broker: what each costs in requests.
- * - kafkajs 2.2.4 looked up the transaction coordinator before AddPartitionsToTxn,
- *   AddOffsetsToTxn and EndTxn and the group coordinator before TxnOffsetCommit, so every
- *   transaction paid four extra FindCoordinator round trips; patches/kafkajs@2.2.4.patch keeps
- *   the coordinators until a request to them fails.
+ * - The lean transactional producer looks its coordinators and leaders up once.
  * - The exactly-once runner sends a transaction's offsets alongside its records, and
  *   COMMIT_INTERVAL_MS spaces a stage's transactions.
  * - A stateful stage applies its own outputs in its slot within the transaction (applyOwnOutputs),
@@ -45,38 +42,6 @@ beforeEach(async () => {
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-describe('transactional producer', () => {
-  it('looks each coordinator up once, not before every request of every transaction', async () => {
-    const producer = kafka.producer({ transactionalId: `it-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
-    cleanups.push(() => producer.disconnect());
-    await producer.connect();
-    const transact = async (i: number) => {
-      const transaction = await producer.transaction();
-      await transaction.send({ topic: TOPICS.prices, messages: [{ key: 'IVE', value: `v${i}` }] });
-      await transaction.sendOffsets({ consumerGroupId: 'it-client', topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: String(i + 1) }] }] });
-      await transaction.commit();
-    };
-    // The first transaction finds both coordinators (on a new broker it may also have to wait
-    // while the group coordinator's topic is created); count from the second on.
-    await transact(0);
-    const requests = new Map<string, number>();
-    producer.on(producer.events.REQUEST, ({ payload }) => requests.set(payload.apiName, (requests.get(payload.apiName) ?? 0) + 1));
-
-    const TRANSACTIONS = 20;
-    for (let i = 1; i <= TRANSACTIONS; i++) await transact(i);
-
-    // No lookups at all (kafkajs unpatched: four per transaction).
-    expect(requests.get('GroupCoordinator') ?? 0).toBe(0);
-    // AddPartitionsToTxn right after a commit may be answered CONCURRENT_TRANSACTIONS and retried.
-    expect(requests.get('AddPartitionsToTxn')).toBeGreaterThanOrEqual(TRANSACTIONS);
-    expect(requests.get('AddOffsetsToTxn')).toBe(TRANSACTIONS);
-    expect(requests.get('TxnOffsetCommit')).toBe(TRANSACTIONS);
-    expect(requests.get('EndTxn')).toBe(TRANSACTIONS);
-    const committed = await readTopic(kafka, TOPICS.prices, TRANSACTIONS + 1);
-    expect(committed.map((r) => r.value?.toString()).sort()).toEqual(Array.from({ length: TRANSACTIONS + 1 }, (_, i) => `v${i}`).sort());
-  });
 });
 
 /** A Kafka client whose stage producers (the runner makes its own) report every request they make. */
@@ -136,21 +101,21 @@ async function produceSpaced(count: number, everyMs: number, prefix = 't', after
   }
 }
 
-/** A stage producer of this kind with a transactional id of its own, connected (and disconnected after the test). */
-async function openStageProducer(kind: string, transactionalId = `it-${randomUUID()}`): Promise<StageProducer> {
-  const producer = stageProducer(testKafka({ KAFKA_STAGE_PRODUCER: kind }), transactionalId, 60_000);
+/** A stage producer with a transactional id of its own, connected (and disconnected after the test). */
+async function openStageProducer(transactionalId = `it-${randomUUID()}`): Promise<StageProducer> {
+  const producer = stageProducer(testKafka(), transactionalId, 60_000);
   cleanups.push(() => producer.disconnect());
   await producer.connect();
   return producer;
 }
 
-describe.each(['wire', 'kafkajs'])('a stage producer (%s): committed offsets read by a new slot owner', (kind) => {
+describe('a stage producer: committed offsets read by a new slot owner', () => {
   it('wait for offsets an open transaction holds and then read them; a plain read answers "none" meanwhile', async () => {
     const group = uniqueName('it-stable');
     const admin = kafka.admin();
     cleanups.push(() => admin.disconnect());
     await admin.connect();
-    const producer = await openStageProducer(kind);
+    const producer = await openStageProducer();
     // The group's first offsets ever for ticks-0 and ticks-1, in a transaction left open.
     const transaction = await producer.transaction();
     await transaction.send([{ topic: TOPICS.prices, key: 'IVE', value: 'v' }]);
@@ -184,7 +149,7 @@ describe.each(['wire', 'kafkajs'])('a stage producer (%s): committed offsets rea
   });
 });
 
-describe.each(['wire', 'kafkajs'])('a stage producer (%s): offsets committed in a transaction for a group member (KIP-447)', (kind) => {
+describe('a stage producer: offsets committed in a transaction for a group member (KIP-447)', () => {
   it("are refused for a generation or member the group does not have now, and accepted for the current one", async () => {
     const group = uniqueName('it-generation');
     const consumer = kafka.consumer({ groupId: group, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
@@ -199,7 +164,7 @@ describe.each(['wire', 'kafkajs'])('a stage producer (%s): offsets committed in 
 
     // A producer per attempt: right after an abort the coordinator answers CONCURRENT_TRANSACTIONS for a while.
     const commitAs = async (member: { generationId: number; memberId: string }, offset: string) => {
-      const producer = await openStageProducer(kind);
+      const producer = await openStageProducer();
       const transaction = await producer.transaction();
       try {
         await transaction.sendOffsets({ groupId: group, member, topics: [{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset }] }] });
@@ -235,9 +200,9 @@ describe.each(['wire', 'kafkajs'])('a stage producer (%s): offsets committed in 
   });
 });
 
-describe.each(['wire', 'kafkajs'])('a stage producer (%s)', (kind) => {
+describe('a stage producer', () => {
   it('commits records (keys, values, tombstones, headers) and offsets together; an aborted transaction is never read', async () => {
-    const producer = await openStageProducer(kind);
+    const producer = await openStageProducer();
     const group = uniqueName('it-txn');
     const aborted = await producer.transaction();
     await aborted.send([{ topic: TOPICS.prices, key: 'IVE', value: 'aborted' }]);
@@ -266,10 +231,10 @@ describe.each(['wire', 'kafkajs'])('a stage producer (%s)', (kind) => {
 
   it('is fenced by a producer opened later with the same transactional id, whose InitProducerId aborts the transaction it left open', async () => {
     const id = `it-${randomUUID()}`;
-    const first = await openStageProducer(kind, id);
+    const first = await openStageProducer(id);
     const open = await first.transaction();
     await open.send([{ topic: TOPICS.prices, key: 'IVE', value: 'left open' }]);
-    const second = await openStageProducer(kind, id);
+    const second = await openStageProducer(id);
     const fenced = await (async () => {
       try {
         await open.send([{ topic: TOPICS.prices, key: 'IVE', value: 'zombie' }]);
@@ -287,7 +252,7 @@ describe.each(['wire', 'kafkajs'])('a stage producer (%s)', (kind) => {
   });
 
   it("sends a partition's records in several batches when they are more than one batch may hold, in order", async () => {
-    const producer = await openStageProducer(kind);
+    const producer = await openStageProducer();
     const transaction = await producer.transaction();
     // About 3 MB for one partition: more than a broker takes in one batch (message.max.bytes, 1 MiB).
     const values = Array.from({ length: 6_000 }, (_, i) => `${i}:${'x'.repeat(500)}`);
@@ -303,7 +268,7 @@ describe('the lean transactional producer', () => {
   // The Kafka client's own lookups are the test "transactional producer" above.
   it('looks its coordinators and leaders up once, not before every transaction', async () => {
     const requests: ObservedRequest[] = [];
-    const client = testKafka({ KAFKA_STAGE_PRODUCER: 'wire' });
+    const client = testKafka();
     observeStageRequests(client, (request) => requests.push(request));
     const producer = stageProducer(client, `it-${randomUUID()}`, 60_000);
     cleanups.push(() => producer.disconnect());
@@ -331,11 +296,7 @@ describe('the lean transactional producer', () => {
   });
 });
 
-// Every exactly-once stage runs on the lean producer by default; the Kafka client's stays for SASL.
-describe.each(['wire', 'kafkajs'])('exactly-once runner, %s producer', (producer) => {
-  beforeEach(() => {
-    kafka = testKafka({ KAFKA_STAGE_PRODUCER: producer });
-  });
+describe('exactly-once runner', () => {
 
   it("adds a transaction's offsets while it produces its records", async () => {
     const requests: ObservedRequest[] = [];

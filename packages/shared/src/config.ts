@@ -68,8 +68,8 @@ export const kafkaEnv = {
   KAFKA_VIEW_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
   /** What fetches the inputs of an exactly-once stage (order-matcher, fill-publisher, tick-deserializer): the lean reader following the group's assignment, or the Kafka client's consumer. */
   KAFKA_STAGE_READER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
-  /** What produces an exactly-once stage's transactions: the lean transactional producer, or the Kafka client's producer. */
-  KAFKA_STAGE_PRODUCER: z.enum(['wire', 'kafkajs'], { error: 'must be wire or kafkajs' }).default('wire'),
+  /** Exactly-once stages produce with the lean transactional producer only; the setting is kept to name a stale `kafkajs`. */
+  KAFKA_STAGE_PRODUCER: z.enum(['wire'], { error: "must be wire: exactly-once stages produce with the lean transactional producer (with SASL too); the Kafka client's is no longer offered" }).optional(),
   TOPIC_PARTITIONS: envInt(1, 10_000).default(DEFAULT_PARTITIONS),
 };
 export type KafkaEnv = z.infer<z.ZodObject<typeof kafkaEnv>>;

@@ -8,18 +8,20 @@ import { AssignerProtocol, Kafka, logLevel, Partitioners, type ConfigResourceTyp
 import { ConfigError, type KafkaEnv } from './config.ts';
 import type { Logger } from './logger.ts';
 import { coPartitioningProblems, type TopicDefinition } from './topics.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { produceChunks, type ProducedRecord } from './runner/records.ts';
+import type { ProducedRecord } from './runner/records.ts';
 import { committedReaderOptions, readCommitted, type CommittedReaderOptions } from './wire/committed-reader.ts';
+import { saslOf } from './wire/sasl.ts';
 import { TransactionalProducer, type GroupOffsets } from './wire/transactional-producer.ts';
 
 /**
- * What clients made by createKafka read with the lean reader (no SASL): changelogs in eachToEnd
- * (KAFKA_RESTORE_READER=wire), materialized views (KAFKA_VIEW_READER=wire, see view.ts).
+ * The lean client's settings for the clients made by createKafka (the same brokers, TLS and SASL),
+ * and which of the reading paths use it: changelogs in eachToEnd (KAFKA_RESTORE_READER=wire),
+ * materialized views (KAFKA_VIEW_READER=wire, see view.ts), exactly-once stages' inputs
+ * (KAFKA_STAGE_READER=wire). Exactly-once stages always produce with the lean transactional producer.
  */
 const leanReaders = new WeakMap<
   Kafka,
-  { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined; readonly stage: CommittedReaderOptions | undefined; readonly producer: CommittedReaderOptions | undefined }
+  { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined; readonly stage: CommittedReaderOptions | undefined; readonly producer: CommittedReaderOptions }
 >();
 
 /** The lean reader's options for a view's fetching with this client, or undefined: the client's consumer fetches. */
@@ -43,14 +45,10 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 /** Key partitioning compatible with the Java client (murmur2), so every producer agrees on where a symbol lives. */
 export const defaultPartitioner = Partitioners.DefaultPartitioner;
 
+/** The Kafka client's SASL settings: the same as the lean client's (wire/sasl.ts). */
 function saslOptions(env: KafkaEnv): SASLOptions | undefined {
-  if (env.KAFKA_SASL_MECHANISM === undefined) return undefined;
-  if (env.KAFKA_SASL_USERNAME === undefined || env.KAFKA_SASL_PASSWORD === undefined) {
-    throw new ConfigError(
-      `KAFKA_SASL_MECHANISM=${env.KAFKA_SASL_MECHANISM} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD to be set`,
-    );
-  }
-  return { mechanism: env.KAFKA_SASL_MECHANISM, username: env.KAFKA_SASL_USERNAME, password: env.KAFKA_SASL_PASSWORD } as SASLOptions;
+  const sasl = saslOf(env);
+  return sasl === undefined ? undefined : ({ ...sasl } as SASLOptions);
 }
 
 const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -105,23 +103,18 @@ export function createKafka(env: KafkaEnv, clientId: string, logger: Logger): Ka
   if (sasl !== undefined) config.sasl = sasl;
   const kafka = new Kafka(config);
   const lean = committedReaderOptions(env, config.clientId!);
-  if (lean !== undefined) {
-    leanReaders.set(kafka, {
-      restore: env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : lean,
-      view: env.KAFKA_VIEW_READER === 'kafkajs' ? undefined : lean,
-      stage: env.KAFKA_STAGE_READER === 'kafkajs' ? undefined : lean,
-      producer: env.KAFKA_STAGE_PRODUCER === 'kafkajs' ? undefined : lean,
-    });
-  }
+  leanReaders.set(kafka, {
+    restore: env.KAFKA_RESTORE_READER === 'kafkajs' ? undefined : lean,
+    view: env.KAFKA_VIEW_READER === 'kafkajs' ? undefined : lean,
+    stage: env.KAFKA_STAGE_READER === 'kafkajs' ? undefined : lean,
+    producer: lean,
+  });
   return kafka;
 }
 
 export type { GroupOffsets } from './wire/transactional-producer.ts';
 
-/**
- * What an exactly-once stage needs of a transactional producer: the lean producer
- * (wire/transactional-producer.ts, KAFKA_STAGE_PRODUCER=wire) or the Kafka client's.
- */
+/** What an exactly-once stage needs of a transactional producer (the lean one: wire/transactional-producer.ts). */
 export interface StageProducer {
   readonly transactionalId: string;
   /** Fences every earlier producer with this transactional id and settles its open transaction. */
@@ -139,9 +132,6 @@ export interface StageTransaction {
   abort(): Promise<void>;
 }
 
-/** Which producer an exactly-once stage's transactions go through with this client (see StageProducer). */
-export const stageProducerKind = (kafka: Kafka): 'wire' | 'kafkajs' => (leanReaders.get(kafka)?.producer === undefined ? 'kafkajs' : 'wire');
-
 /** A request a stage's producer sent: its API's name and its correlation id on its connection. */
 export interface ObservedRequest {
   readonly apiName: string;
@@ -158,83 +148,13 @@ export function observeStageRequests(kafka: Kafka, listener: (request: ObservedR
 /** A transactional producer for an exactly-once stage, with this id (see StageProducer). */
 export function stageProducer(kafka: Kafka, transactionalId: string, transactionTimeoutMs: number): StageProducer {
   const lean = leanReaders.get(kafka)?.producer;
-  const observe = stageObservers.get(kafka);
-  if (lean !== undefined) {
-    const producer = new TransactionalProducer({ brokers: lean.brokers, clientId: lean.clientId, ssl: lean.ssl, transactionalId, transactionTimeoutMs, onRequest: observe });
-    return {
-      transactionalId,
-      connect: () => producer.init(),
-      transaction: async () => producer.begin(),
-      disconnect: async () => producer.close(),
-    };
-  }
-  return clientStageProducer(kafka, transactionalId, transactionTimeoutMs, observe);
-}
-
-const isConcurrentTransactions = (error: unknown) => {
-  for (let e = error as { type?: string; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 10; e = e.cause as typeof e, depth++) {
-    if (e.type === 'CONCURRENT_TRANSACTIONS') return true;
-  }
-  return false;
-};
-
-/** The Kafka client's transactional producer as a StageProducer. */
-function clientStageProducer(kafka: Kafka, transactionalId: string, transactionTimeout: number, observe: ((request: ObservedRequest) => void) | undefined): StageProducer {
-  const producer = kafka.producer({
-    transactionalId,
-    idempotent: true,
-    // Two requests in flight: a transaction adds its offsets while it adds its partitions and
-    // produces. Produce requests stay one at a time: kafkajs holds a lock per broker around each
-    // produce of an idempotent producer, and send() sends chunks in turn.
-    maxInFlightRequests: 2,
-    transactionTimeout,
-    createPartitioner: defaultPartitioner,
-    // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the commit markers
-    // are written (a few ms); kafkajs retries that, and its default first wait (300 ms) would cap a
-    // partition at a few transactions a second.
-    retry: { initialRetryTime: 5, maxRetryTime: 1_000, retries: 10 },
-  });
-  if (observe !== undefined) producer.on(producer.events.REQUEST, ({ payload }) => observe({ apiName: payload.apiName, correlationId: payload.correlationId }));
+  if (lean === undefined) throw new Error('stageProducer needs a client made by createKafka');
+  const producer = new TransactionalProducer({ brokers: lean.brokers, clientId: lean.clientId, ssl: lean.ssl, sasl: lean.sasl, transactionalId, transactionTimeoutMs, onRequest: stageObservers.get(kafka) });
   return {
     transactionalId,
-    connect: async () => {
-      await producer.connect();
-      // kafkajs's connect() gets an idempotent producer id only: the transactional InitProducerId,
-      // which fences earlier producers with this id and settles their open transaction, waits for
-      // the first transaction(). Begin (and end, sending nothing) one now, so that connecting fences.
-      const first = await producer.transaction();
-      await first.abort();
-    },
-    disconnect: () => producer.disconnect(),
-    transaction: async () => {
-      const transaction = await producer.transaction();
-      return {
-        send: async (records) => {
-          for (const chunk of produceChunks(records)) await transaction.sendBatch({ acks: -1, topicMessages: chunk });
-        },
-        // kafkajs does not retry AddOffsetsToTxn, and right after the previous commit the coordinator
-        // answers CONCURRENT_TRANSACTIONS until that commit is complete: retried briefly in place
-        // rather than abort a transaction whose records are already sent.
-        sendOffsets: async ({ groupId, member, topics }) => {
-          const args = {
-            consumerGroupId: groupId,
-            ...(member === undefined ? {} : { consumerGroupMetadata: { generationId: member.generationId, memberId: member.memberId } }),
-            topics: topics.map(({ topic, partitions }) => ({ topic, partitions: partitions.map(({ partition, offset }) => ({ partition, offset: String(offset) })) })),
-          };
-          for (let attempt = 1; ; attempt++) {
-            try {
-              await transaction.sendOffsets(args);
-              return;
-            } catch (error) {
-              if (!isConcurrentTransactions(error) || attempt >= 50) throw error;
-              await sleep(Math.min(100, 5 * attempt));
-            }
-          }
-        },
-        commit: () => transaction.commit(),
-        abort: () => transaction.abort(),
-      };
-    },
+    connect: () => producer.init(),
+    transaction: async () => producer.begin(),
+    disconnect: async () => producer.close(),
   };
 }
 

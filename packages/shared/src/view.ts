@@ -11,7 +11,7 @@
  * the store's transaction carries the offsets after them.
  * The records are fetched by the lean reader (wire/follower.ts) following the assignment, while the
  * Kafka client's consumer keeps the group membership with every partition paused
- * (KAFKA_VIEW_READER=wire, the default without SASL), or by that consumer itself.
+ * (KAFKA_VIEW_READER=wire, the default), or by that consumer itself.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -217,7 +217,7 @@ export function startConsumer(
     /**
      * Who fetches: the lean reader following the group's assignment (the Kafka client's consumer
      * keeps the membership with every partition paused), or that consumer. The lean reader unless
-     * KAFKA_STAGE_READER=kafkajs, SASL is on, or the runner commits the group's offsets itself.
+     * KAFKA_STAGE_READER=kafkajs or the runner commits the group's offsets itself.
      */
     readonly fetcher?: 'lean' | 'consumer';
     /**

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { slotAssigner, slotOf, stageProducer, stageProducerKind, type Admin, type GroupOffsets, type StageProducer } from '../kafka.ts';
+import { slotAssigner, slotOf, stageProducer, type Admin, type GroupOffsets, type StageProducer } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { untilSuccess } from '../retry.ts';
 import { addCounts, countOutputs, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
@@ -382,9 +382,8 @@ export async function runSlots<O extends SlotOwner>(
     await admin.disconnect();
   };
 
-  const producerKind = stageProducerKind(kafka);
-  if (perInstance) logger.info({ groupId, transactionalId, producer: producerKind }, 'starting exactly-once stage: one transactional producer for this instance');
-  else logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots, producer: producerKind }, 'starting exactly-once stage');
+  if (perInstance) logger.info({ groupId, transactionalId }, 'starting exactly-once stage: one transactional producer for this instance');
+  else logger.info({ groupId, transactionalIdPrefix: options.transactionalIdPrefix, slots }, 'starting exactly-once stage');
   return startConsumer(options, perInstance ? () => 'instance' : (tp) => laneKey(slotOf(tp.partition, slots)), processLane, onAssignment, onStop, slotAssigner(slots, logger));
 }
 

@@ -10,6 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaEnv } from '../config.ts';
 import { Connection, ConnectionError, Reader, Writer } from './connection.ts';
+import { SaslError, saslOf, type SaslOptions } from './sasl.ts';
 import { completeBatches, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
 
 export const API_FETCH = 1;
@@ -58,6 +59,8 @@ export interface CommittedReaderOptions {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly ssl?: boolean;
+  /** SASL authentication of every connection (wire/sasl.ts). */
+  readonly sasl?: SaslOptions | undefined;
   /** How much of a partition one fetch brings (at least a whole batch), and of all its leader's. */
   readonly partitionMaxBytes?: number;
   readonly maxBytes?: number;
@@ -209,7 +212,8 @@ export async function lookUpCluster(bootstrap: readonly { host: string; port: nu
       return parseMetadata(await connection.request(API_METADATA, METADATA_VERSION, metadataRequest(topics)), topics);
     } catch (error) {
       last = error;
-      if (error instanceof ReadError) throw error;
+      // A refused login is not mended by asking another broker or asking again.
+      if (error instanceof ReadError || error instanceof SaslError) throw error;
     } finally {
       connection.close();
     }
@@ -229,7 +233,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   };
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const noProgressTimeoutMs = options.noProgressTimeoutMs ?? 120_000;
-  const connect = (host: string, port: number) => new Connection({ host, port, clientId: options.clientId, ssl: options.ssl ?? false, connectTimeoutMs: 10_000, requestTimeoutMs: requestTimeoutMs + settings.maxWaitMs });
+  const connect = (host: string, port: number) => new Connection({ host, port, clientId: options.clientId, ssl: options.ssl ?? false, sasl: options.sasl, connectTimeoutMs: 10_000, requestTimeoutMs: requestTimeoutMs + settings.maxWaitMs });
   const ends = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.end]));
   const next = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
   const bootstrap = options.brokers.map(hostPort);
@@ -314,13 +318,13 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   }
 }
 
-/** The reader's options from the Kafka settings, or undefined for a cluster that needs SASL (read that with the Kafka client). */
-export function committedReaderOptions(env: KafkaEnv, clientId: string, fetchBytes?: number): CommittedReaderOptions | undefined {
-  if (env.KAFKA_SASL_MECHANISM !== undefined) return undefined;
+/** The reader's options from the Kafka settings (TLS and SASL as the Kafka client's). */
+export function committedReaderOptions(env: KafkaEnv, clientId: string, fetchBytes?: number): CommittedReaderOptions {
   return {
     brokers: env.KAFKA_BROKERS,
     clientId: env.KAFKA_CLIENT_ID ?? clientId,
     ssl: env.KAFKA_SSL,
+    sasl: saslOf(env),
     ...(fetchBytes === undefined ? {} : { partitionMaxBytes: fetchBytes, maxBytes: Math.max(fetchBytes, Math.min(4 * fetchBytes, 64 * 1024 * 1024)) }),
   };
 }

@@ -8,6 +8,7 @@
  */
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
+import { authenticate, type SaslOptions } from './sasl.ts';
 
 export class Writer {
   private buffer: Buffer;
@@ -51,6 +52,14 @@ export class Writer {
     this.int16(n);
     this.room(n);
     this.at += this.buffer.write(v, this.at);
+    return this;
+  }
+  /** Bytes with an int32 length. */
+  sizedBytes(v: Uint8Array): this {
+    this.int32(v.length);
+    this.room(v.length);
+    this.buffer.set(v, this.at);
+    this.at += v.length;
     return this;
   }
   array<T>(items: readonly T[], each: (w: this, item: T) => void): this {
@@ -173,6 +182,8 @@ export interface ConnectionOptions {
   readonly port: number;
   readonly clientId: string;
   readonly ssl: boolean;
+  /** Authenticates every connection before its first request (wire/sasl.ts). */
+  readonly sasl?: SaslOptions | undefined;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   /** Told of every request as it is sent (diagnostics and tests). */
@@ -247,7 +258,7 @@ export class Connection {
       ? connectTls({ host, port, servername: host })
       : connectTcp({ host, port, onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), callback: (bytes: number, buffer: Uint8Array) => this.received(buffer, bytes) } });
     this.socket.setNoDelay(true);
-    this.ready = new Promise((resolve, reject) => {
+    const connected = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.fail(new ConnectionError(`connecting to ${where} timed out after ${connectTimeoutMs} ms`));
         reject(this.closedWith);
@@ -261,6 +272,17 @@ export class Connection {
         reject(new ConnectionError(`connection to ${where}: ${error.message}`));
       });
     });
+    const { sasl } = options;
+    // With SASL, nothing is sent before the handshake and the exchange (a failed one closes the connection).
+    this.ready =
+      sasl === undefined
+        ? connected
+        : connected.then(() =>
+            authenticate((apiKey, apiVersion, body) => this.send(apiKey, apiVersion, body, false), sasl, where).catch((error: unknown) => {
+              this.fail(error instanceof Error ? error : new ConnectionError(String(error)));
+              throw error;
+            }),
+          );
     this.ready.catch(() => undefined);
     this.socket.on('error', (error) => this.fail(new ConnectionError(`connection to ${where}: ${error.message}`)));
     this.socket.on('close', () => this.fail(new ConnectionError(`connection to ${where} closed`)));
@@ -277,6 +299,11 @@ export class Connection {
    */
   async request(apiKey: number, apiVersion: number, body: Buffer, flexible = false): Promise<Buffer> {
     await this.ready;
+    return this.send(apiKey, apiVersion, body, flexible);
+  }
+
+  /** request() on a connection that is connected (and, with SASL, authenticated or being authenticated). */
+  private async send(apiKey: number, apiVersion: number, body: Buffer, flexible: boolean): Promise<Buffer> {
     if (this.closedWith !== undefined) throw this.closedWith;
     const correlationId = (this.correlationId = (this.correlationId + 1) | 0);
     this.options.onRequest?.(apiKey, correlationId);

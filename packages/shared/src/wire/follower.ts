@@ -178,6 +178,7 @@ export class CommittedFollower<R = FollowedRecord> {
       port,
       clientId: this.options.clientId,
       ssl: this.options.ssl ?? false,
+      sasl: this.options.sasl,
       connectTimeoutMs: 10_000,
       requestTimeoutMs: (this.options.requestTimeoutMs ?? 30_000) + this.settings.maxWaitMs,
     });

@@ -16,6 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostPort, lookUpCluster, RetriableError, type Cluster } from './committed-reader.ts';
 import { Connection, ConnectionError } from './connection.ts';
+import type { SaslOptions } from './sasl.ts';
 import { COORDINATOR_MOVED, KafkaProtocolError, TRY_AGAIN } from './kafka-errors.ts';
 import { API_PRODUCE, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type OutgoingRecord, type PartitionBatch } from './produce.ts';
 import {
@@ -61,6 +62,8 @@ export interface TransactionalProducerOptions {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly ssl?: boolean | undefined;
+  /** SASL authentication of every connection (wire/sasl.ts). */
+  readonly sasl?: SaslOptions | undefined;
   readonly transactionalId: string;
   /** After this long the coordinator aborts a transaction left open (a crashed producer's). */
   readonly transactionTimeoutMs: number;
@@ -135,6 +138,7 @@ export class TransactionalProducer {
       port: node.port,
       clientId: this.options.clientId,
       ssl: this.options.ssl ?? false,
+      sasl: this.options.sasl,
       connectTimeoutMs: 10_000,
       requestTimeoutMs: this.options.requestTimeoutMs ?? 30_000,
       onRequest: this.onRequest,

@@ -28,6 +28,8 @@ import {
   type StageProducer,
   type TransformOptions,
 } from '@tradeflow/shared';
+import { leanClient } from '../../packages/shared/src/kafka.ts';
+import { fetchGroupOffsets } from '../../packages/shared/src/wire/group-offsets.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FENCED, isAny } from '../../packages/shared/src/runner/retry.ts';
 import { readTopic, resetTopics, sleep, testKafka, uniqueName, waitFor } from './helpers.ts';
@@ -112,9 +114,6 @@ async function openStageProducer(transactionalId = `it-${randomUUID()}`): Promis
 describe('a stage producer: committed offsets read by a new slot owner', () => {
   it('wait for offsets an open transaction holds and then read them; a plain read answers "none" meanwhile', async () => {
     const group = uniqueName('it-stable');
-    const admin = kafka.admin();
-    cleanups.push(() => admin.disconnect());
-    await admin.connect();
     const producer = await openStageProducer();
     // The group's first offsets ever for ticks-0 and ticks-1, in a transaction left open.
     const transaction = await producer.transaction();
@@ -123,11 +122,13 @@ describe('a stage producer: committed offsets read by a new slot owner', () => {
 
     // Without require_stable the coordinator answers with what it had settled: nothing yet. A
     // new owner reading this would process ticks-0 and ticks-1 from the start again.
-    const plain = await admin.fetchOffsets({ groupId: group, topics: [{ topic: TOPICS.ticks, partitions: [0, 2] }] });
-    expect(plain).toEqual([{ topic: TOPICS.ticks, partitions: [{ partition: 0, offset: '-1', metadata: null }, { partition: 2, offset: '-1', metadata: null }] }]);
+    const plain = await fetchGroupOffsets(leanClient(kafka), group, [{ topic: TOPICS.ticks, partitions: [0, 2] }], false);
+    expect(plain).toEqual(new Map([[`${TOPICS.ticks}-0`, -1n], [`${TOPICS.ticks}-2`, -1n]]));
+    // Asked for stable offsets, the coordinator names the partition the open transaction holds.
+    await expect(fetchGroupOffsets(leanClient(kafka), group, [{ topic: TOPICS.ticks, partitions: [0] }], true)).rejects.toMatchObject({ type: 'UNSTABLE_OFFSET_COMMIT' });
 
     let settled = false;
-    const stable = readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0 || partition === 2).finally(() => {
+    const stable = readStableOffsets(kafka, group, [TOPICS.ticks], ({ partition }) => partition === 0 || partition === 2).finally(() => {
       settled = true;
     });
     // It keeps asking while the transaction is open, however long that takes.
@@ -136,16 +137,9 @@ describe('a stage producer: committed offsets read by a new slot owner', () => {
     await transaction.commit();
     // Only the partitions asked for, at the offsets the transaction committed (none for ticks-2).
     expect(await stable).toEqual(new Map([[`${TOPICS.ticks}-0`, 5n], [`${TOPICS.ticks}-2`, 0n]]));
-    expect(await admin.fetchOffsets({ groupId: group, topics: [TOPICS.ticks], requireStable: true })).toEqual([
-      {
-        topic: TOPICS.ticks,
-        partitions: expect.arrayContaining([
-          { partition: 0, offset: '5', metadata: null },
-          { partition: 1, offset: '7', metadata: null },
-          { partition: 2, offset: '-1', metadata: null },
-        ]),
-      },
-    ]);
+    expect(await fetchGroupOffsets(leanClient(kafka), group, [{ topic: TOPICS.ticks, partitions: [0, 1, 2] }], true)).toEqual(
+      new Map([[`${TOPICS.ticks}-0`, 5n], [`${TOPICS.ticks}-1`, 7n], [`${TOPICS.ticks}-2`, -1n]]),
+    );
   });
 });
 
@@ -193,10 +187,7 @@ describe('a stage producer: offsets committed in a transaction for a group membe
         await waitFor(`the consumer to join a generation after ${tried.join(', ')} (each refused)`, async () => (joined!.generationId > now.generationId ? true : undefined), 60_000, 50);
       }
     }
-    const admin = kafka.admin();
-    cleanups.push(() => admin.disconnect());
-    await admin.connect();
-    expect(await readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 5n]]));
+    expect(await readStableOffsets(kafka, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 5n]]));
   });
 });
 
@@ -223,10 +214,7 @@ describe('a stage producer', () => {
       [[keyPartition, 'IVE', 'one'], [keyPartition, 'IVE', ''], [2, 'IVE', 'three']].sort((a, b) => (a[0] as number) - (b[0] as number)),
     );
     expect(records.find((r) => r.value.toString() === 'one')!.headers).toEqual({ h: 'x', b: '\u0001\u0002' });
-    const admin = kafka.admin();
-    cleanups.push(() => admin.disconnect());
-    await admin.connect();
-    expect(await readStableOffsets(admin, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 3n]]));
+    expect(await readStableOffsets(kafka, group, [TOPICS.ticks], ({ partition }) => partition === 0)).toEqual(new Map([[`${TOPICS.ticks}-0`, 3n]]));
   });
 
   it('is fenced by a producer opened later with the same transactional id, whose InitProducerId aborts the transaction it left open', async () => {
@@ -564,7 +552,7 @@ describe('stateful stage applying its own outputs', () => {
     cleanups.push(() => offsetsAdmin.disconnect());
     await offsetsAdmin.connect();
     const behind = async () => {
-      const committed = await readStableOffsets(offsetsAdmin, group, [TOPICS.prices], () => true);
+      const committed = await readStableOffsets(kafka, group, [TOPICS.prices], () => true);
       const ends = await offsetsAdmin.fetchTopicOffsets(TOPICS.prices);
       return ends.filter(({ partition, high }) => BigInt(high) - (committed.get(`${TOPICS.prices}-${partition}`) ?? 0n) > 1n).map(({ partition, high }) => `${partition}: ${committed.get(`${TOPICS.prices}-${partition}`)} of ${high}`);
     };

@@ -24,6 +24,13 @@ const leanReaders = new WeakMap<
   { readonly restore: CommittedReaderOptions | undefined; readonly view: CommittedReaderOptions | undefined; readonly stage: CommittedReaderOptions | undefined; readonly producer: CommittedReaderOptions }
 >();
 
+/** The lean client's settings for this client (the same brokers, TLS and SASL): what the lean producer and offset reads use. */
+export function leanClient(kafka: Kafka): CommittedReaderOptions {
+  const lean = leanReaders.get(kafka)?.producer;
+  if (lean === undefined) throw new Error('the lean client needs a Kafka client made by createKafka');
+  return lean;
+}
+
 /** The lean reader's options for a view's fetching with this client, or undefined: the client's consumer fetches. */
 export const viewReader = (kafka: Kafka): CommittedReaderOptions | undefined => leanReaders.get(kafka)?.view;
 
@@ -147,8 +154,7 @@ export function observeStageRequests(kafka: Kafka, listener: (request: ObservedR
 
 /** A transactional producer for an exactly-once stage, with this id (see StageProducer). */
 export function stageProducer(kafka: Kafka, transactionalId: string, transactionTimeoutMs: number): StageProducer {
-  const lean = leanReaders.get(kafka)?.producer;
-  if (lean === undefined) throw new Error('stageProducer needs a client made by createKafka');
+  const lean = leanClient(kafka);
   const producer = new TransactionalProducer({ brokers: lean.brokers, clientId: lean.clientId, ssl: lean.ssl, sasl: lean.sasl, transactionalId, transactionTimeoutMs, onRequest: stageObservers.get(kafka) });
   return {
     transactionalId,

@@ -1,6 +1,6 @@
 /** The consumer and its lanes: what is fetched queues per lane and is handed to the runner a lane at a time (see Lane). */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stageReader, type Admin, type Consumer, type EachBatchPayload, type PartitionAssigner } from '../kafka.ts';
+import { stageReader, type Consumer, type EachBatchPayload, type PartitionAssigner } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import { RetryLog, untilSuccess } from '../retry.ts';
 import { CommittedFollower, INITIAL_BYTES_PER_RECORD, type FollowedBatch } from '../wire/follower.ts';
@@ -444,7 +444,6 @@ export function startConsumer(
         );
   /** Bumped by every join: only the latest one's committed offsets are followed from. */
   let joins = 0;
-  const admin: Admin | undefined = follower === undefined ? undefined : kafka.admin();
 
   const kick = (lane: Lane) => {
     if (lane.running !== undefined) return;
@@ -473,10 +472,10 @@ export function startConsumer(
     // so what was queued is fetched again; what is in flight finishes or fails on its own.
     for (const lane of lanes.values()) dropPending(lane);
     void onAssignment(assigned, lanes, { generationId: payload.generationId, memberId: payload.memberId }).catch((err: unknown) => logger.error({ err }, 'releasing revoked partitions failed'));
-    if (follower !== undefined && admin !== undefined) {
+    if (follower !== undefined) {
       // From the group's committed offsets, read as a transactional stage must read them (an open
       // transaction's offsets are waited for): what is below them is done.
-      void untilSuccess('reading the committed offsets to fetch from', logger, () => readStableOffsetsOf(admin, groupId, assigned), options.retryMaxMs).then(
+      void untilSuccess('reading the committed offsets to fetch from', logger, () => readStableOffsetsOf(kafka, groupId, assigned), options.retryMaxMs).then(
         (committed) => {
           if (join !== joins || stopping) return;
           for (const tp of assigned) {
@@ -507,7 +506,6 @@ export function startConsumer(
 
   const start = async (): Promise<RunningConsumer> => {
     await untilSuccess('joining Kafka', logger, async () => {
-      await admin?.connect();
       await consumer.connect();
       await consumer.subscribe({ topics: [...topics], fromBeginning: true });
     }, options.retryMaxMs);
@@ -543,7 +541,6 @@ export function startConsumer(
         await Promise.all([...lanes.values()].map((lane) => lane.running));
         await consumer.stop();
         await consumer.disconnect();
-        await admin?.disconnect().catch(() => undefined);
         await onStop();
         logger.info({ groupId }, 'consumer stopped');
       },

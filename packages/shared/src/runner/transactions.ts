@@ -5,9 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { slotAssigner, slotOf, stageProducer, type Admin, type GroupOffsets, type StageProducer } from '../kafka.ts';
+import { slotAssigner, slotOf, stageProducer, type GroupOffsets, type StageProducer } from '../kafka.ts';
 import type { ServiceMetrics } from '../metrics.ts';
-import { untilSuccess } from '../retry.ts';
 import { addCounts, countOutputs, openOnce, runsBySource, startConsumer, type BatchContext, type Lane } from './lanes.ts';
 import type { RunnerOptions, RunningConsumer, TransformOptions } from './options.ts';
 import { tpKey, type ConsumedRecord, type ProducedRecord, type TopicPartition } from './records.ts';
@@ -67,7 +66,7 @@ export interface GroupMember {
 /** A slot's new owner fences the old one by id, so a crashed owner's transaction is settled then; the timeout is the last resort. */
 const SLOT_TRANSACTION_TIMEOUT_MS = 60_000;
 
-async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, slot: number): Promise<SlotOwner> {
+async function openSlotOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, slot: number): Promise<SlotOwner> {
   const slots = options.slots ?? 1;
   const owns = (partition: number) => slotOf(partition, slots) === slot;
   const producer = stageProducer(options.kafka, `${options.transactionalIdPrefix}-slot-${slot}`, SLOT_TRANSACTION_TIMEOUT_MS);
@@ -76,7 +75,7 @@ async function openSlotOwner(options: RunnerOptions & { readonly transactionalId
     // InitProducerId fences any earlier owner and completes its pending transaction, so the
     // committed offsets (and changelogs) read after it are final.
     await withTimeout("fencing the slot's transactional id", producer.connect());
-    const committed = await withTimeout('reading committed offsets', readStableOffsets(admin, options.groupId, options.topics, (tp) => owns(tp.partition)), 120_000);
+    const committed = await withTimeout('reading committed offsets', readStableOffsets(options.kafka, options.groupId, options.topics, (tp) => owns(tp.partition)), 120_000);
     // Logged so that a transaction processed twice can be traced to the offsets its owner started from.
     options.logger.info({ slot, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) }, 'slot opened: committed offsets read after fencing');
     return { slot, producer, committed, owns };
@@ -101,11 +100,11 @@ const INSTANCE_TRANSACTION_TIMEOUT_MS = 15_000;
  * generation and are refused (KIP-447), and an open transaction of it that already holds offsets
  * for them is waited for (readStableOffsets) before anything is read or restored.
  */
-async function openInstanceOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, admin: Admin, transactionalId: string, member: GroupMember): Promise<SlotOwner> {
+async function openInstanceOwner(options: RunnerOptions & { readonly transactionalIdPrefix: string }, transactionalId: string, member: GroupMember): Promise<SlotOwner> {
   const producer = stageProducer(options.kafka, transactionalId, INSTANCE_TRANSACTION_TIMEOUT_MS);
   try {
     await withTimeout('initialising the transactional producer', producer.connect());
-    const committed = await withTimeout('reading committed offsets', readStableOffsetsOf(admin, options.groupId, member.partitions), 120_000);
+    const committed = await withTimeout('reading committed offsets', readStableOffsetsOf(options.kafka, options.groupId, member.partitions), 120_000);
     const partitions = new Set(member.partitions.map((tp) => tp.partition));
     options.logger.info(
       { transactionalId, generationId: member.generationId, committed: Object.fromEntries([...committed].map(([k, v]) => [k, v.toString()])) },
@@ -258,8 +257,6 @@ export async function runSlots<O extends SlotOwner>(
   // One producer per instance: every partition is its own "slot" to the assigner, so the group
   // deals partition numbers round robin over its members (co-partitioned inputs stay together).
   const slots = perInstance ? 0 : (options.slots ?? 1);
-  const admin: Admin = kafka.admin();
-  await untilSuccess('connecting to Kafka', logger, () => admin.connect(), options.retryMaxMs);
   const owners = new Map<number, Promise<O>>();
   const withSlotLock = keyedLock<number>();
   /** With one producer per instance: this process's own transactional id, and its place in the group now. */
@@ -268,9 +265,9 @@ export async function runSlots<O extends SlotOwner>(
 
   const ownerFor = (slot: number) =>
     openOnce(owners, slot, async () => {
-      if (!perInstance) return extend(await openSlotOwner(options, admin, slot));
+      if (!perInstance) return extend(await openSlotOwner(options, slot));
       if (member === undefined) throw new Error('no partitions assigned yet');
-      return extend(await openInstanceOwner(options, admin, transactionalId, member));
+      return extend(await openInstanceOwner(options, transactionalId, member));
     });
   /** An owner opened in an earlier generation is closed: its commits would be refused, and its partitions may have moved. */
   const closeIfStale = async (): Promise<void> => {
@@ -379,7 +376,6 @@ export async function runSlots<O extends SlotOwner>(
 
   const onStop = async () => {
     await Promise.all([...owners.keys()].map((slot) => closeOwner(slot)));
-    await admin.disconnect();
   };
 
   if (perInstance) logger.info({ groupId, transactionalId }, 'starting exactly-once stage: one transactional producer for this instance');

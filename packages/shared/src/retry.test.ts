@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './config.ts';
 import { failureKind, untilSuccess, waitingFor } from './retry.ts';
+import { SaslError } from './wire/sasl.ts';
 
 /** A logger that keeps what it writes, as parsed lines. */
 function capturingLogger() {
@@ -70,6 +71,26 @@ describe('untilSuccess', () => {
       }),
     ).rejects.toThrow(ConfigError);
     expect(calls).toBe(1);
+    expect(lines).toHaveLength(0);
+  });
+
+  it("stops at once when the broker refuses the login, naming the settings (the Kafka client's error and the lean client's)", async () => {
+    const { logger, lines } = capturingLogger();
+    for (const refusal of [
+      Object.assign(new Error('SASL SCRAM SHA256 authentication failed: invalid credentials'), { name: 'KafkaJSSASLAuthenticationError' }),
+      new Error('reading offsets', { cause: new SaslError('127.0.0.1:9094: SASL PLAIN authentication of "u" failed: invalid credentials') }),
+    ]) {
+      let calls = 0;
+      const failed = await untilSuccess('joining Kafka', logger, async () => {
+        calls++;
+        throw refusal;
+      }).catch((error: unknown) => error);
+      expect(failed).toBeInstanceOf(ConfigError);
+      expect((failed as Error).message).toBe(
+        `joining Kafka: the broker refused the login (${(refusal.cause as Error | undefined)?.message ?? refusal.message}); check KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`,
+      );
+      expect(calls).toBe(1);
+    }
     expect(lines).toHaveLength(0);
   });
 

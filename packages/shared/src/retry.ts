@@ -5,6 +5,7 @@
  * the recovery is logged with how long it took.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from './config.ts';
 import type { Logger } from './logger.ts';
 
 /** Errors that are not worth a retry: a wrong setting stays wrong. Thrown through by untilSuccess. */
@@ -22,6 +23,15 @@ function* causes(error: unknown): Generator<Record<string, unknown>> {
     yield e;
     e = (e['cause'] ?? e['originalError']) as typeof e;
   }
+}
+
+/** What the Kafka client and the lean client throw when a broker refuses their SASL login. */
+const AUTHENTICATION_FAILURES = new Set(['KafkaJSSASLAuthenticationError', 'SaslError']);
+
+/** The broker's refusal of the login, when that is what failed (asking again does not mend it). */
+export function authenticationFailure(error: unknown): string | undefined {
+  for (const e of causes(error)) if (typeof e['name'] === 'string' && AUTHENTICATION_FAILURES.has(e['name'])) return String(e['message']);
+  return undefined;
 }
 
 const ERRNO = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|ECONNABORTED)\b/;
@@ -141,6 +151,8 @@ export async function untilSuccess<T>(what: string, logger: Logger, attempt: () 
       return result;
     } catch (error) {
       if (isPermanent(error) || signal?.aborted === true) throw error;
+      const refused = authenticationFailure(error);
+      if (refused !== undefined) throw new ConfigError(`${what}: the broker refused the login (${refused}); check KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
       log.failure(error, backoff);
       try {
         await sleep(backoff, undefined, signal === undefined ? undefined : { signal });

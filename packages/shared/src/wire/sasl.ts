@@ -97,7 +97,8 @@ export class ScramClient {
     if (salt === undefined || !Number.isInteger(iterations) || iterations < 1) throw new SaslError(`${where}: SCRAM: a server-first-message without salt or iteration count: ${serverFirst}`);
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.firstBare},${serverFirst},${withoutProof}`;
-    const salted = pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, this.hash === 'sha256' ? 32 : 64, this.hash);
+    // The password's UTF-8 bytes as they are, as Kafka's broker derives the stored credentials (no SASLprep).
+    const salted = pbkdf2Sync(Buffer.from(this.password, 'utf8'), Buffer.from(salt, 'base64'), iterations, this.hash === 'sha256' ? 32 : 64, this.hash);
     const clientKey = this.hmac(salted, 'Client Key');
     const storedKey = createHash(this.hash).update(clientKey).digest();
     const signature = this.hmac(storedKey, authMessage);

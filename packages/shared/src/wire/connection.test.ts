@@ -1,5 +1,6 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FrameAssembler } from './connection.ts';
+import { Connection, ConnectionError, FrameAssembler } from './connection.ts';
 
 /** A frame on the wire: its size, then its bytes. */
 const framed = (body: Buffer): Buffer => {
@@ -58,4 +59,22 @@ describe('FrameAssembler', () => {
     const bad = Buffer.from([0xff, 0xff, 0xff, 0xfe, 0]);
     expect(() => new FrameAssembler().push(bad, 0, bad.length, () => true)).toThrow(/size -2/);
   });
+});
+
+describe('Connection', () => {
+  it('closed before it connected, fails its requests at once (not after the connect timeout)', async () => {
+    const server = createServer((socket) => socket.on('error', () => undefined));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      // A connect timeout beyond the test's own (30 s): before the fix the request waited for it.
+      const connection = new Connection({ host: '127.0.0.1', port, clientId: 'test', ssl: false, connectTimeoutMs: 120_000, requestTimeoutMs: 120_000 });
+      const request = connection.request(3, 1, Buffer.alloc(4));
+      connection.close();
+      await expect(request).rejects.toThrow(new ConnectionError('connection closed'));
+      expect(connection.broken).toBe(true);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 30_000);
 });

@@ -248,6 +248,8 @@ export class Connection {
   private readonly onFrame = (frame: Buffer): boolean => this.response(frame);
   private closedWith: Error | undefined;
   private readonly options: ConnectionOptions;
+  /** While connecting: ends the wait for the connection with this error. */
+  private abandonConnect: ((error: Error) => void) | undefined;
 
   constructor(options: ConnectionOptions) {
     this.options = options;
@@ -259,16 +261,23 @@ export class Connection {
       : connectTcp({ host, port, onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER_BYTES), callback: (bytes: number, buffer: Uint8Array) => this.received(buffer, bytes) } });
     this.socket.setNoDelay(true);
     const connected = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.fail(new ConnectionError(`connecting to ${where} timed out after ${connectTimeoutMs} ms`));
-        reject(this.closedWith);
-      }, connectTimeoutMs);
+      const timer = setTimeout(() => this.fail(new ConnectionError(`connecting to ${where} timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
+      // Closed before it connected (a follower reassigned, a reader stopped): a socket destroyed
+      // while connecting emits neither 'connect' nor 'error', so the close itself ends the wait.
+      // Without this a request waited for the connect timeout (10 s) on a connection already
+      // closed: one stage of an instance sat idle that long after a rebalance (docs/performance.md).
+      this.abandonConnect = (error) => {
+        clearTimeout(timer);
+        reject(error);
+      };
       this.socket.once(ssl ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
+        this.abandonConnect = undefined;
         resolve();
       });
       this.socket.once('error', (error) => {
         clearTimeout(timer);
+        this.abandonConnect = undefined;
         reject(new ConnectionError(`connection to ${where}: ${error.message}`));
       });
     });
@@ -333,6 +342,8 @@ export class Connection {
 
   private fail(error: Error): void {
     if (this.closedWith === undefined) this.closedWith = error;
+    this.abandonConnect?.(this.closedWith);
+    this.abandonConnect = undefined;
     this.socket.destroy();
     for (const p of this.pending.splice(0)) {
       clearTimeout(p.timer);

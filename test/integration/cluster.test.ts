@@ -15,9 +15,9 @@ import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
 import { runScript, sleep } from '../../scripts/lib/processes.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor, readAll } from './order-checks.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor, producerWithOpeningPrices, startOrderFlow, readAll } from './order-checks.ts';
 import { settledEndOffsets } from './end-offsets.ts';
-import { readTopic, startService, stopAllServices, uniqueName } from './helpers.ts';
+import { readTopic, stopAllServices, uniqueName } from './helpers.ts';
 import { REPO } from './infra.ts';
 
 const exec = promisify(execFile);
@@ -69,18 +69,10 @@ describe('a three-broker cluster', () => {
     const ORDERS = 15_000;
     const group = uniqueName('it-cluster');
     const env = { KAFKA_BROKERS: brokers, RETRY_MAX_MS: '2000' };
-    await startService('order-matcher', { ...env, GROUP_ID: `${group}-matcher` });
-    await startService('fill-publisher', { ...env, GROUP_ID: `${group}-fills` });
+    await startOrderFlow(env, group);
 
     const start = Math.floor(Date.now() / 1000) - 600;
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    await producer.send({
-      topic: TOPICS.prices,
-      acks: -1,
-      messages: SYMBOLS.map((symbol, i) => ({ key: symbol, value: JSON.stringify({ symbol, exchange: 'NYSE', bid: 50 + i, ask: 50.05 + i, timestamp: start + 100 }) })),
-    });
-    await producer.disconnect();
+    await (await producerWithOpeningPrices(kafka, SYMBOLS, start + 100)).disconnect();
     let sequence = 0;
     const expected = new Set<string>();
     for (const message of generateOrders({ count: ORDERS, seed: 51, accounts: 1000, symbols: SYMBOLS, timestamp: () => start + sequence++ * 0.001 })) {

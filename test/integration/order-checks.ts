@@ -1,7 +1,7 @@
 /** What every order-flow test checks at the end: each component filled once, positions equal to their fills. */
-import { decodeMessage, Fill, readPartitionsToEnd, TOPICS, type Kafka, type Position } from '@tradeflow/shared';
+import { decodeMessage, Fill, readPartitionsToEnd, TOPICS, type Kafka, type Position, type Producer } from '@tradeflow/shared';
 import { expect } from 'vitest';
-import { uniqueName, waitFor } from './helpers.ts';
+import { startService, uniqueName, waitFor } from './helpers.ts';
 
 /** Every committed record of a topic, as it is now, oldest first per partition. */
 export async function readAll(kafka: Kafka, topic: string): Promise<{ key: string; value: Buffer | null }[]> {
@@ -78,4 +78,22 @@ export function expectExactlyOnce(fills: readonly Fill[], expected: ReadonlySet<
   const components = new Set(fills.map((f) => f.component_order_id));
   expect(components.size).toBe(expected.size);
   for (const id of expected) expect(components.has(id), id).toBe(true);
+}
+
+/** order-matcher and fill-publisher started with `env`, in the groups `<group>-matcher` and `<group>-fills`. */
+export async function startOrderFlow(env: Record<string, string>, group: string): Promise<void> {
+  await startService('order-matcher', { ...env, GROUP_ID: `${group}-matcher` });
+  await startService('fill-publisher', { ...env, GROUP_ID: `${group}-fills` });
+}
+
+/** An idempotent producer, connected, that has sent one price per symbol at `at` (epoch seconds): the i-th bid 50 + i, ask 50.05 + i. */
+export async function producerWithOpeningPrices(kafka: Kafka, symbols: readonly string[], at: number): Promise<Producer> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  await producer.send({
+    topic: TOPICS.prices,
+    acks: -1,
+    messages: symbols.map((symbol, i) => ({ key: symbol, value: JSON.stringify({ symbol, exchange: 'NYSE', bid: 50 + i, ask: 50.05 + i, timestamp: at }) })),
+  });
+  return producer;
 }

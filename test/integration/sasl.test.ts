@@ -17,8 +17,8 @@ import { SaslError, type SaslMechanism } from '../../packages/shared/src/wire/sa
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
 import { generateOrders } from '../../scripts/lib/orders.ts';
-import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor } from './order-checks.ts';
-import { readTopic, startService, stopAllServices, uniqueName } from './helpers.ts';
+import { expectExactlyOnce, expectPositionsEqualFills, positionsAccountingFor, producerWithOpeningPrices, startOrderFlow } from './order-checks.ts';
+import { readTopic, stopAllServices, uniqueName } from './helpers.ts';
 import { REPO } from './infra.ts';
 
 const exec = promisify(execFile);
@@ -72,18 +72,11 @@ describe('a broker that wants SASL', () => {
   it('runs the order flow on it exactly once, every client authenticated', async () => {
     const group = uniqueName('it-sasl');
     const env = { ...saslEnv('scram-sha-512'), RETRY_MAX_MS: '2000' };
-    await startService('order-matcher', { ...env, GROUP_ID: `${group}-matcher` });
-    await startService('fill-publisher', { ...env, GROUP_ID: `${group}-fills` });
+    await startOrderFlow(env, group);
 
     const SYMBOLS = ['VTI', 'IVE', 'SPY'];
     const start = Math.floor(Date.now() / 1000) - 600;
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    await producer.send({
-      topic: TOPICS.prices,
-      acks: -1,
-      messages: SYMBOLS.map((symbol, i) => ({ key: symbol, value: JSON.stringify({ symbol, exchange: 'NYSE', bid: 50 + i, ask: 50.05 + i, timestamp: start + 100 }) })),
-    });
+    const producer = await producerWithOpeningPrices(kafka, SYMBOLS, start + 100);
     const expected = new Set<string>();
     const messages: { key: string | null; value: string }[] = [];
     let sequence = 0;

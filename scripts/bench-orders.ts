@@ -12,10 +12,11 @@
  *      the highest rate kept up, with its latency;
  *   peak memory (RSS) of each service.
  * Uses KAFKA_BROKERS (scripts/bench.sh starts a local broker when unset).
- *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000] [--reader wire|kafkajs]
+ *   node scripts/bench-orders.ts [--backlog 40000] [--rates 2000,6000] [--seconds 30] [--warmup 30] [--hops] [--priority 1|2] [--ramp 1000] [--reader wire|kafkajs] [--instances N] [--service-logs DIR]
  * --hops also splits the latency by hop (Kafka record timestamps of the component order, its
  * execution and its fill), at the cost of reading two more topics. SERVICE_NODE_OPTIONS is given
  * to order-matcher and fill-publisher as NODE_OPTIONS (a heap cap, say), not to this process.
+ * --service-logs DIR keeps their logs at info in DIR (what a rebalance did, say).
  */
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -48,6 +49,8 @@ const { values } = parseArgs({
     reader: { type: 'string', default: 'wire' },
     /** Instances of order-matcher and of fill-publisher, each in one group (with TRANSACTIONAL_PRODUCER=slot, TRANSACTION_SLOTS decides how they share). */
     instances: { type: 'string', default: '1' },
+    /** Keep order-matcher's and fill-publisher's logs, at info, in this directory (one file per process started); otherwise warn, in memory. */
+    'service-logs': { type: 'string' },
   },
 });
 const BACKLOG = Number(values.backlog);
@@ -95,7 +98,10 @@ const brokerPid = brokerPort === undefined ? undefined : findPid(`tradeflow-kafk
 if (brokerPid !== undefined) cpuPids.set('broker', brokerPid);
 
 await resetTopics(kafka, logger, env.TOPIC_PARTITIONS);
-const baseEnv = { ...process.env, LOG_LEVEL: 'warn' } as Record<string, string>;
+const SERVICE_LOGS = values['service-logs'];
+const baseEnv = { ...process.env, LOG_LEVEL: SERVICE_LOGS === undefined ? 'warn' : 'info' } as Record<string, string>;
+/** Numbers the log files of --service-logs: <service>-<n>.log in the order the processes started. */
+let servicesStarted = 0;
 // Node options for the services only (a heap cap, say), not for this process or the feeds.
 const serviceNodeOptions = process.env['SERVICE_NODE_OPTIONS'];
 const run = `bench-${Date.now()}`;
@@ -215,7 +221,15 @@ async function peak(service: ServiceProcess): Promise<[string, string]> {
  * resume where they stopped), as [matchers, fill publishers].
  */
 const startPipeline = async (): Promise<[ServiceProcess[], ServiceProcess[]]> => {
-  const each = (name: string, group: string) => Promise.all(Array.from({ length: INSTANCES }, () => startService(name, { env: { ...baseEnv, GROUP_ID: group, ...(serviceNodeOptions === undefined ? {} : { NODE_OPTIONS: serviceNodeOptions }) } })));
+  const each = (name: string, group: string) =>
+    Promise.all(
+      Array.from({ length: INSTANCES }, () =>
+        startService(name, {
+          env: { ...baseEnv, GROUP_ID: group, ...(serviceNodeOptions === undefined ? {} : { NODE_OPTIONS: serviceNodeOptions }) },
+          ...(SERVICE_LOGS === undefined ? {} : { logFile: `${SERVICE_LOGS}/${name}-${++servicesStarted}.log` }),
+        }),
+      ),
+    );
   return Promise.all([each('order-matcher', `${run}-m`), each('fill-publisher', `${run}-f`)]);
 };
 /** Throws, with the end of its output, when one of `services` has exited: the waits for fills would not end. */

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { createKafka, createLogger, kafkaEnv, parseEnv, TOPICS, type Fill, type Kafka } from '@tradeflow/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookUpCluster } from '../../packages/shared/src/wire/committed-reader.ts';
-import { Connection } from '../../packages/shared/src/wire/connection.ts';
+import { connectTo } from '../../packages/shared/src/wire/connection.ts';
 import { SaslError, type SaslMechanism } from '../../packages/shared/src/wire/sasl.ts';
 import { splitPortfolioOrder } from '../../services/order-matcher/src/split.ts';
 import { resetTopics } from '../../scripts/lib/admin.ts';
@@ -50,7 +50,7 @@ afterAll(async () => {
 async function metadataWith(mechanism: SaslMechanism, password: string) {
   const [host, port] = sasl.brokers.split(',')[0]!.split(':');
   return lookUpCluster([{ host: host!, port: Number(port) }], [TOPICS.fills], (h, p) =>
-    new Connection({ host: h, port: p, clientId: 'sasl-test', ssl: false, sasl: { mechanism, username: sasl.username, password }, connectTimeoutMs: 10_000, requestTimeoutMs: 30_000 }),
+    connectTo({ clientId: 'sasl-test', sasl: { mechanism, username: sasl.username, password } }, h, p, 30_000),
   );
 }
 

@@ -9,7 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaEnv } from '../config.ts';
-import { Connection, ConnectionError, Reader, Writer } from './connection.ts';
+import { connectTo, ConnectionError, Reader, Writer, type Connection } from './connection.ts';
 import { SaslError, saslOf, type SaslOptions } from './sasl.ts';
 import { completeBatches, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
 
@@ -233,7 +233,7 @@ export async function readCommitted(options: CommittedReaderOptions, topic: stri
   };
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const noProgressTimeoutMs = options.noProgressTimeoutMs ?? 120_000;
-  const connect = (host: string, port: number) => new Connection({ host, port, clientId: options.clientId, ssl: options.ssl ?? false, sasl: options.sasl, connectTimeoutMs: 10_000, requestTimeoutMs: requestTimeoutMs + settings.maxWaitMs });
+  const connect = (host: string, port: number) => connectTo(options, host, port, requestTimeoutMs + settings.maxWaitMs);
   const ends = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.end]));
   const next = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
   const bootstrap = options.brokers.map(hostPort);

@@ -190,6 +190,18 @@ export interface ConnectionOptions {
   readonly onRequest?: ((apiKey: number, correlationId: number) => void) | undefined;
 }
 
+/** What every lean client's connections share: who it is, TLS and SASL (CommittedReaderOptions, TransactionalProducerOptions). */
+export interface ClientSettings {
+  readonly clientId: string;
+  readonly ssl?: boolean | undefined;
+  readonly sasl?: SaslOptions | undefined;
+}
+
+/** A connection of a lean client to one broker (10 s to connect), each request answered within `requestTimeoutMs`. */
+export function connectTo(client: ClientSettings, host: string, port: number, requestTimeoutMs: number, onRequest?: ConnectionOptions['onRequest']): Connection {
+  return new Connection({ host, port, clientId: client.clientId, ssl: client.ssl ?? false, sasl: client.sasl, connectTimeoutMs: 10_000, requestTimeoutMs, onRequest });
+}
+
 /** Responses below this size are cut from Node's shared buffer pool; larger ones get their own memory. */
 const POOLED_FRAME_BYTES = 4096;
 /** What one read from the socket fills (TCP): reused for every read, never handed on. */

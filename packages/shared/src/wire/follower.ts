@@ -13,7 +13,7 @@
  * room: what is fetched but not yet taken is bounded by the receiver, not by the fetch sizes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from './connection.ts';
+import { connectTo, type Connection } from './connection.ts';
 import {
   API_FETCH,
   FETCH_VERSION,
@@ -173,15 +173,7 @@ export class CommittedFollower<R = FollowedRecord> {
   }
 
   private connect(host: string, port: number): Connection {
-    const connection = new Connection({
-      host,
-      port,
-      clientId: this.options.clientId,
-      ssl: this.options.ssl ?? false,
-      sasl: this.options.sasl,
-      connectTimeoutMs: 10_000,
-      requestTimeoutMs: (this.options.requestTimeoutMs ?? 30_000) + this.settings.maxWaitMs,
-    });
+    const connection = connectTo(this.options, host, port, (this.options.requestTimeoutMs ?? 30_000) + this.settings.maxWaitMs);
     this.connections.add(connection);
     return connection;
   }

@@ -5,7 +5,7 @@
  * own short-lived connections (FindCoordinator, then OffsetFetch); TLS and SASL as configured.
  */
 import { lookUpCluster, hostPort, type CommittedReaderOptions } from './committed-reader.ts';
-import { Connection, Reader, Writer } from './connection.ts';
+import { connectTo, Reader, Writer, type Connection } from './connection.ts';
 import { KafkaProtocolError } from './kafka-errors.ts';
 import { API_FIND_COORDINATOR, COORDINATOR_GROUP, FIND_COORDINATOR_VERSION, findCoordinatorRequest, parseFindCoordinator } from './transaction-requests.ts';
 
@@ -57,8 +57,7 @@ export function parseOffsetFetch(body: Buffer): { error: number; partitions: Fet
   return { error, partitions };
 }
 
-const connect = (options: CommittedReaderOptions, host: string, port: number) =>
-  new Connection({ host, port, clientId: options.clientId, ssl: options.ssl ?? false, sasl: options.sasl, connectTimeoutMs: 10_000, requestTimeoutMs: options.requestTimeoutMs ?? 30_000 });
+const connect = (options: CommittedReaderOptions, host: string, port: number) => connectTo(options, host, port, options.requestTimeoutMs ?? 30_000);
 
 /**
  * The group's committed offsets of these partitions, keyed `topic-partition` (-1: none committed).

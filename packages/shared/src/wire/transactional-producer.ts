@@ -15,7 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostPort, lookUpCluster, RetriableError, type Cluster } from './committed-reader.ts';
-import { Connection, ConnectionError } from './connection.ts';
+import { connectTo, ConnectionError, type Connection } from './connection.ts';
 import type { SaslOptions } from './sasl.ts';
 import { COORDINATOR_MOVED, KafkaProtocolError, TRY_AGAIN } from './kafka-errors.ts';
 import { API_PRODUCE, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type OutgoingRecord, type PartitionBatch } from './produce.ts';
@@ -133,16 +133,7 @@ export class TransactionalProducer {
   private readonly onRequest: ((apiKey: number, correlationId: number) => void) | undefined;
 
   private newConnection(node: Node): Connection {
-    return new Connection({
-      host: node.host,
-      port: node.port,
-      clientId: this.options.clientId,
-      ssl: this.options.ssl ?? false,
-      sasl: this.options.sasl,
-      connectTimeoutMs: 10_000,
-      requestTimeoutMs: this.options.requestTimeoutMs ?? 30_000,
-      onRequest: this.onRequest,
-    });
+    return connectTo(this.options, node.host, node.port, this.options.requestTimeoutMs ?? 30_000, this.onRequest);
   }
 
   get transactionalId(): string {

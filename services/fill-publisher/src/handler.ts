@@ -18,6 +18,15 @@ import type { PositionStore, TaskStore } from './store.ts';
 
 export const SERVICE_NAME = 'fill-publisher';
 
+/**
+ * The first byte of a snapshot the positions stage wrote to its store itself (no JSON text starts
+ * with it): the text after it is PositionBook.snapshotText's own, which a fill patches in place. A
+ * snapshot restored from the changelog is stored as the topic holds it and decoded in full when a
+ * fill first reaches its account (it may have been written by anything).
+ */
+export const OWN_SNAPSHOT = 0x01;
+const OWN_MARK = String.fromCharCode(OWN_SNAPSHOT);
+
 /** A batch of executions → one fill per allocation keyed by taxpayer_id; invalid ones dead-lettered. */
 export function fillExecutions(records: readonly ConsumedRecord[], now: number): ProducedRecord[] {
   const out: ProducedRecord[] = [];
@@ -58,6 +67,8 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
     book: new PositionBook((taxpayerId) => {
       const bytes = tasks.get(taxpayerId);
       if (bytes === undefined) return undefined; // a new account
+      // Written by this stage: its own text, which a fill may patch as it is.
+      if (bytes[0] === OWN_SNAPSHOT) return { taxpayerId, text: bytes.toString('utf8', 1) };
       const account = PositionBook.accountOf(bytes);
       if (account !== undefined) return account;
       const snapshot = decodeSnapshot(bytes, String(taxpayerId), partition);
@@ -127,12 +138,15 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
           logger.warn({ ...source, offset: record.offset, reason: fill.reason }, 'skipped an invalid fill');
           continue;
         }
-        touched.add(book.apply(fill.value).taxpayerId);
+        book.apply(fill.value);
+        touched.add(fill.value.taxpayer_id);
       }
       const changelog = [...touched].map((taxpayerId) => {
-        const value = PositionBook.snapshotBytes(book.accounts.get(taxpayerId)!);
-        if (task.store !== undefined) task.changed.set(taxpayerId, value);
-        return { key: String(taxpayerId), value };
+        const text = book.snapshotOf(taxpayerId);
+        if (task.store === undefined) return { key: String(taxpayerId), value: Buffer.from(text) };
+        const stored = Buffer.from(OWN_MARK + text);
+        task.changed.set(taxpayerId, stored);
+        return { key: String(taxpayerId), value: stored.subarray(1) };
       });
       metrics.produced += changelog.length;
       return { outputs: [], changelog };

@@ -1,7 +1,7 @@
 import { fastPathOf, Position, type Fill } from '@tradeflow/shared';
 import { describe, expect, it } from 'vitest';
 import { Random } from '../../../scripts/lib/random.ts';
-import { PositionBook, type Account } from './positions.ts';
+import { patchSnapshot, PositionBook, type Account } from './positions.ts';
 
 /** Decimal text → micro-units by string arithmetic, independent of the code under test. */
 function microsOfText(text: string): bigint {
@@ -23,7 +23,7 @@ describe('PositionBook', () => {
     book.apply(fill(1, 'IVE', 10.616753, -999.999991, 1));
     book.apply(fill(1, 'IVE', -3.940886, 399.999929, 2));
     book.apply(fill(1, 'VTI', 0.1, -10.55, 3));
-    expect(PositionBook.snapshot(book.accounts.get(1)!)).toEqual({
+    expect(PositionBook.snapshot(book.account(1)!)).toEqual({
       taxpayer_id: 1, shares: { IVE: 6.675867, VTI: 0.1 }, cash: -610.550062, fills: 3, timestamp: 1_700_000_003,
     });
   });
@@ -32,10 +32,10 @@ describe('PositionBook', () => {
     const book = new PositionBook();
     book.apply(fill(7, 'VTI', 1, -10, 1));
     book.apply(fill(7, 'IWS', 2, -20, 2));
-    expect(JSON.stringify(PositionBook.snapshot(book.accounts.get(7)!).shares)).toBe('{"IWS":2,"VTI":1}');
+    expect(JSON.stringify(PositionBook.snapshot(book.account(7)!).shares)).toBe('{"IWS":2,"VTI":1}');
     book.apply(fill(7, 'IVE', 3, -30, 3));
     book.apply(fill(7, 'VTI', 1, -10, 4));
-    expect(JSON.stringify(PositionBook.snapshot(book.accounts.get(7)!).shares)).toBe('{"IVE":3,"IWS":2,"VTI":2}');
+    expect(JSON.stringify(PositionBook.snapshot(book.account(7)!).shares)).toBe('{"IVE":3,"IWS":2,"VTI":2}');
   });
 
   it('equals the exact sum of 100,000 random fills to the last digit (no floating-point drift)', () => {
@@ -56,8 +56,8 @@ describe('PositionBook', () => {
       add(`${taxpayer}/cash`, JSON.stringify(f.delta_cash_position));
     }
     let checked = 0;
-    for (const [taxpayer, account] of book.accounts) {
-      const snapshot = JSON.parse(JSON.stringify(PositionBook.snapshot(account))) as { cash: number; shares: Record<string, number> };
+    for (const taxpayer of book.accounts.keys()) {
+      const snapshot = JSON.parse(JSON.stringify(PositionBook.snapshot(book.account(taxpayer)!))) as { cash: number; shares: Record<string, number> };
       expect(microsOfText(JSON.stringify(snapshot.cash))).toBe(expected.get(`${taxpayer}/cash`));
       for (const [symbol, shares] of Object.entries(snapshot.shares)) {
         expect(microsOfText(JSON.stringify(shares))).toBe(expected.get(`${taxpayer}/${symbol}`));
@@ -71,9 +71,9 @@ describe('PositionBook', () => {
     const book = new PositionBook();
     book.apply(fill(3, 'IVE', 1.000001, -94.190756, 1));
     const restored = new PositionBook();
-    restored.restoreSnapshot(JSON.parse(JSON.stringify(PositionBook.snapshot(book.accounts.get(3)!))));
+    restored.restoreSnapshot(JSON.parse(JSON.stringify(PositionBook.snapshot(book.account(3)!))));
     restored.apply(fill(3, 'IVE', 0.999999, -5.809244, 2));
-    expect(PositionBook.snapshot(restored.accounts.get(3)!)).toEqual({ taxpayer_id: 3, shares: { IVE: 2 }, cash: -100, fills: 2, timestamp: 1_700_000_002 });
+    expect(PositionBook.snapshot(restored.account(3)!)).toEqual({ taxpayer_id: 3, shares: { IVE: 2 }, cash: -100, fills: 2, timestamp: 1_700_000_002 });
   });
 
   describe('snapshot bytes and accounts read back', () => {
@@ -138,6 +138,78 @@ describe('PositionBook', () => {
       // Both kinds are checked many times.
       expect(accepted).toBeGreaterThan(1_500);
       expect(accepted).toBeLessThan(4_000);
+    });
+  });
+  describe('fills patched into a snapshot text', () => {
+    const SYMBOLS = ['VTI', 'IVE', 'BRK.B', 'A', 'BA', 'ZZ9', 'a"b\\c', '"A', ',"A', 'é', '', 'cash', 'fills', '0', '10', '__proto__', 'constructor'];
+    /**
+     * Amounts below 10^12 micro-units (a million shares or dollars), so that no sum reaches 2^51
+     * micro-units (2.25 billion), below which a number's text and its micro-units map one to one.
+     */
+    const amount = (rng: Random): number => {
+      const digits = rng.pick([0, 1, 3, 6, 9, 12]);
+      const micros = Math.floor(rng.next() * 10 ** digits);
+      return (rng.next() < 0.5 ? -micros : micros) / 1e6;
+    };
+    const randomFill = (rng: Random, taxpayer: number, symbols: readonly string[], n: number): Fill => ({
+      ...fill(taxpayer, rng.next() < 0.9 && symbols.length > 0 ? rng.pick(symbols) : rng.pick(SYMBOLS), amount(rng), amount(rng), n),
+      timestamp: 1_700_000_000 + rng.int(-1_000, 1_000) + rng.pick([0, 0.5, 0.123456]),
+    });
+
+    it('gives exactly the text of the account decoded, the fill applied and encoded again', () => {
+      const rng = new Random(91);
+      let patched = 0;
+      for (let n = 0; n < 5_000; n++) {
+        const slow = new PositionBook();
+        const taxpayer = rng.int(1, 2 ** 40);
+        for (let i = rng.int(1, 8); i > 0; i--) slow.apply(randomFill(rng, taxpayer, [], n));
+        let text = PositionBook.snapshotText(slow.account(taxpayer)!);
+        for (let i = rng.int(1, 5); i > 0; i--) {
+          const f = randomFill(rng, taxpayer, [...slow.account(taxpayer)!.shares.keys()], n);
+          const account = PositionBook.accountOfText(text)!;
+          const held = account.shares.has(f.symbol);
+          slow.accounts.set(taxpayer, account);
+          slow.apply(f);
+          const expected = PositionBook.snapshotText(slow.account(taxpayer)!);
+          const fast = patchSnapshot(text, f);
+          if (fast === undefined) expect(held && !['0', '10', '__proto__'].includes(f.symbol), `${text} ${f.symbol}`).toBe(false);
+          else {
+            expect(fast, `${text} + ${f.symbol}`).toBe(expected);
+            patched++;
+          }
+          text = expected;
+        }
+      }
+      // Most fills take the patch; the rest (a new symbol, an index-like key) the long way.
+      expect(patched).toBeGreaterThan(10_000);
+    });
+
+    it('keeps the amounts of the other symbols as written, also where decoding them again would move them', () => {
+      // Beyond 2^51 micro-units text → number → micro-units can be a micro-unit off: the long way moves IVE, the patch does not.
+      const text = '{"taxpayer_id":7,"shares":{"IVE":-4340133578.124597,"VTI":1},"cash":0,"fills":1,"timestamp":1700000000}';
+      const f = fill(7, 'VTI', 1, -10, 2);
+      expect(patchSnapshot(text, f)).toBe('{"taxpayer_id":7,"shares":{"IVE":-4340133578.124597,"VTI":2},"cash":-10,"fills":2,"timestamp":1700000002}');
+      const book = new PositionBook();
+      book.accounts.set(7, PositionBook.accountOfText(text)!);
+      book.apply(f);
+      expect(PositionBook.snapshotText(book.account(7)!)).toBe('{"taxpayer_id":7,"shares":{"IVE":-4340133578.124596,"VTI":2},"cash":-10,"fills":2,"timestamp":1700000002}');
+    });
+
+    it('a book holding an account as text gives the same snapshots as one that decodes it every time', () => {
+      const rng = new Random(92);
+      const patching = new PositionBook();
+      const decoding = new PositionBook();
+      for (let n = 0; n < 20_000; n++) {
+        const taxpayer = rng.int(1, 40);
+        const f = randomFill(rng, taxpayer, ['VTI', 'IVE', 'cash', 'a"b\\c'], n);
+        patching.apply(f);
+        decoding.apply(f);
+        // The patching book keeps each snapshot as text; the other is handed the account decoded again.
+        const text = patching.snapshotOf(taxpayer);
+        expect(text).toBe(PositionBook.snapshotText(decoding.account(taxpayer)!));
+        decoding.accounts.set(taxpayer, PositionBook.accountOfText(text)!);
+      }
+      expect([...patching.accounts.values()].every((held) => 'text' in held)).toBe(true);
     });
   });
 });

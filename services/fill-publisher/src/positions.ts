@@ -15,29 +15,76 @@ export interface Account {
   sortedSymbols?: string[] | undefined;
 }
 
+/**
+ * An account as the text of its snapshot, exactly what `snapshotText` wrote for it: a fill to a
+ * symbol the account holds changes that symbol's amount, the cash, the fill count and the
+ * timestamp in the text, where decoding the account and encoding it again would touch every
+ * symbol it holds (most of what a fill cost the positions stage).
+ */
+export interface SnapshotText {
+  readonly taxpayerId: number;
+  text: string;
+}
+
+/** An account as the book holds it: decoded, or as its snapshot's text. */
+export type Held = Account | SnapshotText;
+
+const isText = (held: Held): held is SnapshotText => 'text' in held;
+
 export class PositionBook {
   /** The accounts in memory: all of them, or with `load`, those changed since the store last took them. */
-  readonly accounts = new Map<number, Account>();
-  private readonly load: ((taxpayerId: number) => Account | undefined) | undefined;
+  readonly accounts = new Map<number, Held>();
+  private readonly load: ((taxpayerId: number) => Held | undefined) | undefined;
 
   /** `load` reads an account that is not in memory from a store. */
-  constructor(load?: (taxpayerId: number) => Account | undefined) {
+  constructor(load?: (taxpayerId: number) => Held | undefined) {
     this.load = load;
   }
 
-  apply(fill: Fill): Account {
-    let account = this.accounts.get(fill.taxpayer_id);
-    if (account === undefined) {
-      account = this.load?.(fill.taxpayer_id) ?? { taxpayerId: fill.taxpayer_id, shares: new Map(), cash: 0n, fills: 0, timestamp: fill.timestamp };
-      this.accounts.set(fill.taxpayer_id, account);
+  apply(fill: Fill): void {
+    let held = this.accounts.get(fill.taxpayer_id);
+    if (held === undefined) {
+      held = this.load?.(fill.taxpayer_id) ?? { taxpayerId: fill.taxpayer_id, shares: new Map(), cash: 0n, fills: 0, timestamp: fill.timestamp };
+      this.accounts.set(fill.taxpayer_id, held);
     }
+    if (isText(held)) {
+      const patched = patchSnapshot(held.text, fill);
+      if (patched !== undefined) {
+        held.text = patched;
+        return;
+      }
+      // A symbol the account does not hold yet (or one an object orders apart): the long way.
+      held = PositionBook.accountOfText(held.text)!;
+      this.accounts.set(fill.taxpayer_id, held);
+    }
+    PositionBook.add(held, fill);
+  }
+
+  /**
+   * The text of an account's snapshot (`snapshotText`); from then on the book holds the account as
+   * that text, which the next fills patch.
+   */
+  snapshotOf(taxpayerId: number): string {
+    const held = this.accounts.get(taxpayerId)!;
+    if (isText(held)) return held.text;
+    const text = PositionBook.snapshotText(held);
+    this.accounts.set(taxpayerId, { taxpayerId, text });
+    return text;
+  }
+
+  /** The account decoded, however the book holds it. */
+  account(taxpayerId: number): Account | undefined {
+    const held = this.accounts.get(taxpayerId);
+    return held === undefined || !isText(held) ? held : PositionBook.accountOfText(held.text);
+  }
+
+  private static add(account: Account, fill: Fill): void {
     const held = account.shares.get(fill.symbol);
     if (held === undefined) account.sortedSymbols = undefined;
     account.shares.set(fill.symbol, (held ?? 0n) + toMicros(fill.delta_shares_position));
     account.cash += toMicros(fill.delta_cash_position);
     account.fills++;
     account.timestamp = Math.max(account.timestamp, fill.timestamp);
-    return account;
   }
 
   static snapshot(account: Account): Position {
@@ -52,20 +99,25 @@ export class PositionBook {
   }
 
   /**
-   * The bytes of an account's snapshot, exactly `JSON.stringify(PositionBook.snapshot(account))`,
+   * The text of an account's snapshot, exactly `JSON.stringify(PositionBook.snapshot(account))`,
    * written without building the snapshot object first (the positions stage writes one per account
    * its transaction changed).
    */
-  static snapshotBytes(account: Account): Buffer {
+  static snapshotText(account: Account): string {
     account.sortedSymbols ??= [...account.shares.keys()].sort();
     let shares = '';
     for (const symbol of account.sortedSymbols) {
       const key = quotedKey(symbol);
       // An object lists array-index keys first and drops `__proto__`: JSON.stringify of the snapshot decides.
-      if (key === undefined) return Buffer.from(JSON.stringify(PositionBook.snapshot(account)));
+      if (key === undefined) return JSON.stringify(PositionBook.snapshot(account));
       shares += `${shares === '' ? '' : ','}${key}:${fromMicros(account.shares.get(symbol)!)}`;
     }
-    return Buffer.from(`{"taxpayer_id":${account.taxpayerId},"shares":{${shares}},"cash":${fromMicros(account.cash)},"fills":${account.fills},"timestamp":${account.timestamp}}`);
+    return `{"taxpayer_id":${account.taxpayerId},"shares":{${shares}},"cash":${fromMicros(account.cash)},"fills":${account.fills},"timestamp":${account.timestamp}}`;
+  }
+
+  /** snapshotText as bytes. */
+  static snapshotBytes(account: Account): Buffer {
+    return Buffer.from(PositionBook.snapshotText(account));
   }
 
   /**
@@ -75,9 +127,14 @@ export class PositionBook {
    * from the store is most of what a fill costs the positions stage.
    */
   static accountOf(bytes: Buffer): Account | undefined {
+    return PositionBook.accountOfText(bytes.toString('utf8'));
+  }
+
+  /** accountOf, of the text. */
+  static accountOfText(text: string): Account | undefined {
     let json: unknown;
     try {
-      json = JSON.parse(bytes.toString('utf8'));
+      json = JSON.parse(text);
     } catch {
       return undefined;
     }
@@ -121,4 +178,45 @@ function quotedKey(symbol: string): string | undefined {
     if (quotedKeys.size < 10_000) quotedKeys.set(symbol, key);
   }
   return key;
+}
+
+/** A number's JSON text after adding `delta` to it in micro-units, as toMicros and fromMicros would. */
+function plus(text: string, delta: number): string {
+  const a = Math.round(Number(text) * 1e6);
+  const b = Math.round(delta * 1e6);
+  const sum = a + b;
+  // Exact in doubles while every part is a safe integer; bigint otherwise (what toMicros gives).
+  return String(Number.isSafeInteger(a) && Number.isSafeInteger(b) && Number.isSafeInteger(sum) ? sum / 1e6 : fromMicros(BigInt(a) + BigInt(b)));
+}
+
+/**
+ * A snapshot's text after `fill`, the same text `snapshotText` would write for the account decoded
+ * from `text` with the fill applied — when `text` is snapshotText's own (a caller's promise) and
+ * the account holds the fill's symbol; undefined otherwise (a new symbol, or one an object orders
+ * apart), for the long way. Only four numbers change: the symbol's shares, the cash, the fill count
+ * and the timestamp; the other symbols' text stays as written.
+ *
+ * The form is `{"taxpayer_id":N,"shares":{K:V,…},"cash":C,"fills":F,"timestamp":T}` with each key K
+ * a quoted JSON string. Inside a JSON string every `"` follows a `\`, so `{"IVE":` or `,"IVE":` is
+ * found only where that key starts; the top-level `,"cash":` is the last one (a symbol may be called
+ * `cash`, but only numbers follow the top-level one).
+ */
+export function patchSnapshot(text: string, fill: Fill): string | undefined {
+  const key = quotedKey(fill.symbol);
+  if (key === undefined) return undefined;
+  const sharesStart = text.indexOf('"shares":{') + 9;
+  const cashAt = text.lastIndexOf(',"cash":');
+  const needle = `${key}:`;
+  let at = text.indexOf(needle, sharesStart);
+  while (at !== -1 && at < cashAt && text[at - 1] !== '{' && text[at - 1] !== ',') at = text.indexOf(needle, at + 1);
+  if (at === -1 || at > cashAt) return undefined;
+  const valueStart = at + needle.length;
+  let valueEnd = valueStart;
+  while (text[valueEnd] !== ',' && text[valueEnd] !== '}') valueEnd++;
+  const cashStart = cashAt + 8;
+  const fillsAt = text.indexOf(',"fills":', cashStart);
+  const timestampAt = text.indexOf(',"timestamp":', fillsAt);
+  const fills = Number(text.slice(fillsAt + 9, timestampAt)) + 1;
+  const timestamp = Math.max(Number(text.slice(timestampAt + 13, -1)), fill.timestamp);
+  return `${text.slice(0, valueStart)}${plus(text.slice(valueStart, valueEnd), fill.delta_shares_position)}${text.slice(valueEnd, cashStart)}${plus(text.slice(cashStart, fillsAt), fill.delta_cash_position)},"fills":${fills},"timestamp":${timestamp}}`;
 }

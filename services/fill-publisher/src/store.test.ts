@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createLogger, ServiceMetrics, TOPICS, type ConsumedRecord, type Fill, type StatefulHandler } from '@tradeflow/shared';
 import { open } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPositionsHandler, type PositionsTask } from './handler.ts';
+import { createPositionsHandler, OWN_SNAPSHOT, type PositionsTask } from './handler.ts';
 import { PositionStore } from './store.ts';
 
 const dirs: string[] = [];
@@ -44,9 +44,11 @@ const fillRecord = (taxpayer_id: number, symbol: string, shares: number, cash: n
 
 const handlerOn = (store: PositionStore): StatefulHandler<PositionsTask> => createPositionsHandler(new ServiceMetrics('test'), createLogger('test', 'silent'), store);
 const at = (next: bigint) => new Map([[TOPICS.fills, next]]);
+/** The snapshot the store holds for an account (without the mark of one the stage wrote itself). */
 const snapshotOf = (store: PositionStore, partition: number, taxpayerId: number) => {
   const bytes = store.task(partition).get(taxpayerId);
-  return bytes === undefined ? undefined : (JSON.parse(bytes.toString()) as { shares: Record<string, number>; cash: number; fills: number });
+  if (bytes === undefined) return undefined;
+  return JSON.parse(bytes.toString('utf8', bytes[0] === OWN_SNAPSHOT ? 1 : 0)) as { shares: Record<string, number>; cash: number; fills: number };
 };
 
 /** Restores partition 0 from these changelog entries, as the runner does, and checkpoints it at `next`. */
@@ -118,6 +120,26 @@ describe('PositionStore with the positions handler', () => {
     expect(store.task(0).accounts()).toBe(1);
     // Other tasks are untouched.
     expect(store.task(1).offsets()).toBeUndefined();
+  });
+
+  it("decodes a restored snapshot in full when a fill first reaches it, and patches the stage's own text from then on", async () => {
+    const store = openStore(tempDir());
+    const handler = handlerOn(store);
+    // As the changelog may hold it: not this stage's form (1.50, keys out of order), so never patched as it is.
+    const written = '{"shares":{"VTI":1.50,"IVE":2},"taxpayer_id":4,"cash":-10.0,"fills":2,"timestamp":1700000001}';
+    const task = await restored(handler, [{ key: '4', value: Buffer.from(written) }], 5n);
+    expect(store.task(0).get(4)!.toString()).toBe(written);
+    const first = handler.process(task, [fillRecord(4, 'VTI', 1, -10)], { topic: TOPICS.fills, partition: 0 });
+    expect(first.changelog[0]!.value!.toString()).toMatch(/^\{"taxpayer_id":4,"shares":\{"IVE":2,"VTI":2\.5\},"cash":-20,"fills":3,"timestamp":\d+\}$/);
+    handler.checkpoint!(task, at(6n));
+    const stored = store.task(0).get(4)!;
+    expect(stored[0]).toBe(OWN_SNAPSHOT);
+    expect(stored.subarray(1).toString()).toBe(first.changelog[0]!.value!.toString());
+    // Opened again from the store: the fill patches the text (the book holds it as text).
+    const reopened = handler.open!(0, at(6n))!;
+    const second = handler.process(reopened, [fillRecord(4, 'IVE', -0.5, 5.25)], { topic: TOPICS.fills, partition: 0 });
+    expect(second.changelog[0]!.value!.toString()).toMatch(/^\{"taxpayer_id":4,"shares":\{"IVE":1\.5,"VTI":2\.5\},"cash":-14\.75,"fills":4,"timestamp":\d+\}$/);
+    expect('text' in reopened.book.accounts.get(4)!).toBe(true);
   });
 
   it('keeps the tasks of one store apart', async () => {

@@ -53,7 +53,7 @@ export class PositionBook {
         held.text = patched;
         return;
       }
-      // A symbol the account does not hold yet (or one an object orders apart): the long way.
+      // A key written with an escape, or one an object may order apart: the long way.
       held = PositionBook.accountOfText(held.text)!;
       this.accounts.set(fill.taxpayer_id, held);
     }
@@ -189,34 +189,62 @@ function plus(text: string, delta: number): string {
   return String(Number.isSafeInteger(a) && Number.isSafeInteger(b) && Number.isSafeInteger(sum) ? sum / 1e6 : fromMicros(BigInt(a) + BigInt(b)));
 }
 
+/** -1, 0 or 1 as text[start, end) sorts before, as or after `symbol` (UTF-16 code units, as sort() orders them). */
+function compareAt(text: string, start: number, end: number, symbol: string): number {
+  const length = Math.min(end - start, symbol.length);
+  for (let i = 0; i < length; i++) {
+    const a = text.charCodeAt(start + i);
+    const b = symbol.charCodeAt(i);
+    if (a !== b) return a < b ? -1 : 1;
+  }
+  return Math.sign(end - start - symbol.length);
+}
+
 /**
  * A snapshot's text after `fill`, the same text `snapshotText` would write for the account decoded
- * from `text` with the fill applied — when `text` is snapshotText's own (a caller's promise) and
- * the account holds the fill's symbol; undefined otherwise (a new symbol, or one an object orders
- * apart), for the long way. Only four numbers change: the symbol's shares, the cash, the fill count
- * and the timestamp; the other symbols' text stays as written.
+ * from `text` with the fill applied, when `text` is snapshotText's own (the caller's promise);
+ * undefined where it would take more than this knows (a key written with an escape, or one that
+ * may be an array index, which an object lists first): then the long way. Four numbers change —
+ * the symbol's shares (a new symbol goes in among the others in sort order), the cash, the fill
+ * count and the timestamp; the other symbols' text stays as written.
  *
- * The form is `{"taxpayer_id":N,"shares":{K:V,…},"cash":C,"fills":F,"timestamp":T}` with each key K
- * a quoted JSON string. Inside a JSON string every `"` follows a `\`, so `{"IVE":` or `,"IVE":` is
- * found only where that key starts; the top-level `,"cash":` is the last one (a symbol may be called
- * `cash`, but only numbers follow the top-level one).
+ * The form is `{"taxpayer_id":N,"shares":{"K":V,…},"cash":C,"fills":F,"timestamp":T}`. With no
+ * backslash in the text every key is its symbol between two quotes; the top-level `,"cash":` is the
+ * last one (a symbol may be called `cash`, but only numbers follow the top-level one).
  */
 export function patchSnapshot(text: string, fill: Fill): string | undefined {
-  const key = quotedKey(fill.symbol);
-  if (key === undefined) return undefined;
-  const sharesStart = text.indexOf('"shares":{') + 9;
-  const cashAt = text.lastIndexOf(',"cash":');
-  const needle = `${key}:`;
-  let at = text.indexOf(needle, sharesStart);
-  while (at !== -1 && at < cashAt && text[at - 1] !== '{' && text[at - 1] !== ',') at = text.indexOf(needle, at + 1);
-  if (at === -1 || at > cashAt) return undefined;
-  const valueStart = at + needle.length;
-  let valueEnd = valueStart;
-  while (text[valueEnd] !== ',' && text[valueEnd] !== '}') valueEnd++;
-  const cashStart = cashAt + 8;
-  const fillsAt = text.indexOf(',"fills":', cashStart);
+  const symbol = fill.symbol;
+  const key = quotedKey(symbol);
+  if (key === undefined || key.length !== symbol.length + 2 || text.includes('\\')) return undefined;
+  const sharesEnd = text.lastIndexOf(',"cash":') - 1;
+  let at = text.indexOf('"shares":{') + 10;
+  let insertAt = sharesEnd;
+  let valueStart = -1;
+  let valueEnd = -1;
+  while (at < sharesEnd) {
+    const keyStart = at + 1;
+    const keyEnd = text.indexOf('"', keyStart);
+    const first = text.charCodeAt(keyStart);
+    if (first >= 48 && first <= 57) return undefined; // a digit: maybe an array index, out of sort order
+    let end = keyEnd + 2;
+    while (text[end] !== ',' && text[end] !== '}') end++;
+    const order = compareAt(text, keyStart, keyEnd, symbol);
+    if (order === 0) {
+      valueStart = keyEnd + 2;
+      valueEnd = end;
+      break;
+    }
+    if (order > 0) {
+      insertAt = at;
+      break;
+    }
+    at = end + 1;
+  }
+  const fillsAt = text.indexOf(',"fills":', sharesEnd);
   const timestampAt = text.indexOf(',"timestamp":', fillsAt);
-  const fills = Number(text.slice(fillsAt + 9, timestampAt)) + 1;
-  const timestamp = Math.max(Number(text.slice(timestampAt + 13, -1)), fill.timestamp);
-  return `${text.slice(0, valueStart)}${plus(text.slice(valueStart, valueEnd), fill.delta_shares_position)}${text.slice(valueEnd, cashStart)}${plus(text.slice(cashStart, fillsAt), fill.delta_cash_position)},"fills":${fills},"timestamp":${timestamp}}`;
+  const tail = `${plus(text.slice(sharesEnd + 9, fillsAt), fill.delta_cash_position)},"fills":${Number(text.slice(fillsAt + 9, timestampAt)) + 1},"timestamp":${Math.max(Number(text.slice(timestampAt + 13, -1)), fill.timestamp)}}`;
+  if (valueStart !== -1) return `${text.slice(0, valueStart)}${plus(text.slice(valueStart, valueEnd), fill.delta_shares_position)}${text.slice(valueEnd, sharesEnd + 9)}${tail}`;
+  const entry = `${key}:${plus('0', fill.delta_shares_position)}`;
+  const shares = insertAt < sharesEnd ? `${entry},` : text[sharesEnd - 1] === '{' ? entry : `,${entry}`;
+  return `${text.slice(0, insertAt)}${shares}${text.slice(insertAt, sharesEnd + 9)}${tail}`;
 }

@@ -4,7 +4,8 @@
  *
  * An LMDB environment (memory-mapped: the OS keeps in memory what is read, the file holds the rest)
  * with one database per task (fills partition): each account's latest snapshot, as the exact bytes
- * the compacted `positions` topic holds for it, and the group's committed input offsets the task's
+ * the compacted `positions` topic holds for it (after a 0x01 byte when the positions stage wrote it
+ * itself, see OWN_SNAPSHOT in handler.ts), and the group's committed input offsets the task's
  * data is as of. A task's changes and those offsets are written in one LMDB transaction after the
  * Kafka transaction that carried them committed, so the store is always as of some committed
  * offsets. On assignment the runner opens a task from the store only when those are exactly the

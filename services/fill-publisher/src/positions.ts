@@ -16,10 +16,10 @@ export interface Account {
 }
 
 /**
- * An account as the text of its snapshot, exactly what `snapshotText` wrote for it: a fill to a
- * symbol the account holds changes that symbol's amount, the cash, the fill count and the
- * timestamp in the text, where decoding the account and encoding it again would touch every
- * symbol it holds (most of what a fill cost the positions stage).
+ * An account as the text of its snapshot, exactly what `snapshotText` wrote for it: a fill changes
+ * the symbol's amount (or adds the symbol), the cash, the fill count and the timestamp in the text
+ * (`patchSnapshot`), where decoding the account and encoding it again would touch every symbol it
+ * holds (most of what a fill cost the positions stage).
  */
 export interface SnapshotText {
   readonly taxpayerId: number;
@@ -113,11 +113,6 @@ export class PositionBook {
       shares += `${shares === '' ? '' : ','}${key}:${fromMicros(account.shares.get(symbol)!)}`;
     }
     return `{"taxpayer_id":${account.taxpayerId},"shares":{${shares}},"cash":${fromMicros(account.cash)},"fills":${account.fills},"timestamp":${account.timestamp}}`;
-  }
-
-  /** snapshotText as bytes. */
-  static snapshotBytes(account: Account): Buffer {
-    return Buffer.from(PositionBook.snapshotText(account));
   }
 
   /**

@@ -2,7 +2,7 @@
  * fill-publisher, two exactly-once stages in one process:
  *   executions ──fill──▶ fills (keyed by taxpayer_id), invalid ──▶ executions.dlq
  *   fills ──sum──▶ positions (compacted, keyed by taxpayer_id; also this stage's changelog)
- * The positions live in an LMDB store under FILL_PUBLISHER_STATE_DIR (see store.ts).
+ * The positions live in a SQLite store under FILL_PUBLISHER_STATE_DIR (see store.ts).
  */
 import {
   connectService,

@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, ServiceMetrics, TOPICS, type ConsumedRecord, type Fill, type StatefulHandler } from '@tradeflow/shared';
-import { open } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPositionsHandler, OWN_SNAPSHOT, type PositionsTask } from './handler.ts';
-import { PositionStore } from './store.ts';
+import { DATABASE_FILE, PositionStore, STATE_FILE, type StoreState } from './store.ts';
 
 const dirs: string[] = [];
 const stores: PositionStore[] = [];
@@ -21,7 +20,7 @@ function tempDir(): string {
 }
 
 function openStore(dir: string): PositionStore {
-  const store = PositionStore.open(dir, 'test-positions', 1024 ** 3);
+  const store = PositionStore.open(dir, 'test-positions');
   stores.push(store);
   return store;
 }
@@ -161,7 +160,6 @@ describe('PositionStore with the positions handler', () => {
     const first = openStore(dir);
     expect(first.path).toMatch(/test-positions-[^/]+$/);
     // A live process (the test's parent) holds a second one.
-    const { writeFileSync, mkdirSync } = await import('node:fs');
     const held = `${first.path}-2`;
     mkdirSync(held, { recursive: true });
     writeFileSync(join(held, 'owner.pid'), `${process.ppid}\n`);
@@ -183,11 +181,7 @@ describe('PositionStore with the positions handler', () => {
     await closeStore(store);
     const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
     // What the store records of itself, as a process that died with it open in this boot, or in an earlier one, left it.
-    const leave = (state: { boot: string; closedCleanly: boolean }) => {
-      const raw = open({ path: join(store.path, 'lmdb'), maxDbs: 1_024, compression: false });
-      raw.openDB<typeof state, string>({ name: 'state' }).putSync('store', state);
-      return raw.close();
-    };
+    const leave = (state: StoreState) => writeFileSync(join(store.path, STATE_FILE), JSON.stringify(state));
 
     await leave({ boot, closedCleanly: false });
     const afterCrash = openStore(dir);
@@ -202,9 +196,12 @@ describe('PositionStore with the positions handler', () => {
     await closeStore(afterCleanClose);
 
     await leave({ boot: 'an-earlier-boot', closedCleanly: false });
+    // Not trusted, and deleted (the files may be torn): nothing of it is read.
+    writeFileSync(join(store.path, DATABASE_FILE), 'torn pages');
     const afterReset = openStore(dir);
     expect(afterReset.distrusted).toMatch(/earlier boot/);
     expect(handlerOn(afterReset).open!(0, at(7n))).toBeUndefined();
+    expect(afterReset.task(0).accounts()).toBe(0);
     // It is trusted again once restored, and a clean close keeps it so.
     await restored(handlerOn(afterReset), [], 9n);
     await closeStore(afterReset);
@@ -227,5 +224,32 @@ describe('PositionStore with the positions handler', () => {
       expect(snapshotOf(store, partition, 10 + partition)).toMatchObject({ shares: { IVE: 1 }, cash: -2, fills: 1 });
       expect(tasks[partition]!.changed.size).toBe(0);
     }
+  });
+
+  it('does not trust a database without a record of how it was closed, and drops an LMDB store of an earlier version', async () => {
+    const dir = tempDir();
+    const store = openStore(dir);
+    await restored(handlerOn(store), [{ key: '1', value: Buffer.from('{"taxpayer_id":1,"shares":{},"cash":0,"fills":0,"timestamp":0}') }], 3n);
+    await closeStore(store);
+    rmSync(join(store.path, STATE_FILE));
+    mkdirSync(join(store.path, 'lmdb'));
+    writeFileSync(join(store.path, 'lmdb', 'data.mdb'), 'an earlier version');
+    const reopened = openStore(dir);
+    expect(reopened.distrusted).toMatch(/no record/);
+    expect(handlerOn(reopened).open!(0, at(3n))).toBeUndefined();
+    expect(existsSync(join(store.path, 'lmdb'))).toBe(false);
+    // The state is recorded again at once: a crash of this process now leaves a store that is trusted.
+    expect(JSON.parse(readFileSync(join(store.path, STATE_FILE), 'utf8'))).toMatchObject({ closedCleanly: false });
+  });
+
+  it('writes nothing of a transaction that fails part-way (a snapshot that is not bytes): the store stays as of its last checkpoint', async () => {
+    const store = openStore(tempDir());
+    const task = store.task(0);
+    task.write([[1, Buffer.from('one')]], at(1n));
+    expect(() => task.write([[2, Buffer.from('two')], [3, {} as unknown as Buffer]], at(2n))).toThrow();
+    expect(task.get(2)).toBeUndefined();
+    expect(task.offsets()).toEqual(at(1n));
+    expect(task.get(1)!.toString()).toBe('one');
+    expect(task.accounts()).toBe(1);
   });
 });

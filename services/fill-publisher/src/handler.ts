@@ -18,15 +18,6 @@ import type { PositionStore, TaskStore } from './store.ts';
 
 export const SERVICE_NAME = 'fill-publisher';
 
-/**
- * The first byte of a snapshot the positions stage wrote to its store itself (no JSON text starts
- * with it): the text after it is PositionBook.snapshotText's own, which a fill patches in place. A
- * snapshot restored from the changelog is stored as the topic holds it and decoded in full when a
- * fill first reaches its account (it may have been written by anything).
- */
-export const OWN_SNAPSHOT = 0x01;
-const OWN_MARK = String.fromCharCode(OWN_SNAPSHOT);
-
 /** A batch of executions → one fill per allocation keyed by taxpayer_id; invalid ones dead-lettered. */
 export function fillExecutions(records: readonly ConsumedRecord[], now: number): ProducedRecord[] {
   const out: ProducedRecord[] = [];
@@ -49,7 +40,7 @@ export function fillExecutions(records: readonly ConsumedRecord[], now: number):
 export interface PositionsTask {
   readonly book: PositionBook;
   readonly store?: TaskStore | undefined;
-  readonly changed: Map<number, Buffer>;
+  readonly changed: Map<number, string>;
 }
 
 /**
@@ -68,7 +59,7 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
       const bytes = tasks.get(taxpayerId);
       if (bytes === undefined) return undefined; // a new account
       // Written by this stage: its own text, which a fill may patch as it is.
-      if (bytes[0] === OWN_SNAPSHOT) return { taxpayerId, text: bytes.toString('utf8', 1) };
+      if (typeof bytes === 'string') return { taxpayerId, text: bytes };
       const account = PositionBook.accountOf(bytes);
       if (account !== undefined) return account;
       const snapshot = decodeSnapshot(bytes, String(taxpayerId), partition);
@@ -143,10 +134,9 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
       }
       const changelog = [...touched].map((taxpayerId) => {
         const text = book.snapshotOf(taxpayerId);
-        if (task.store === undefined) return { key: String(taxpayerId), value: Buffer.from(text) };
-        const stored = Buffer.from(OWN_MARK + text);
-        task.changed.set(taxpayerId, stored);
-        return { key: String(taxpayerId), value: stored.subarray(1) };
+        if (task.store !== undefined) task.changed.set(taxpayerId, text);
+        // As text: the producer encodes it into its request (no buffer of its own per account).
+        return { key: String(taxpayerId), value: text };
       });
       metrics.produced += changelog.length;
       return { outputs: [], changelog };

@@ -3,9 +3,10 @@
  * restart does not read the `positions` changelog again.
  *
  * A SQLite database (Node's built-in node:sqlite) with one table per task (fills partition): each
- * account's latest snapshot, as the exact bytes the compacted `positions` topic holds for it (after
- * a 0x01 byte when the positions stage wrote it itself, see OWN_SNAPSHOT in handler.ts), and the
- * group's committed input offsets the task's data is as of. A task's changes and those offsets are
+ * account's latest snapshot, as the compacted `positions` topic holds it — text when the positions
+ * stage wrote it itself (its own form, which a fill patches as it is; PositionBook), the exact bytes
+ * when it was restored from the changelog (written by anything, decoded in full when a fill first
+ * reaches it) — and the group's committed input offsets the task's data is as of. A task's changes and those offsets are
  * written in one SQLite transaction after the Kafka transaction that carried them committed, so the
  * store is always as of some committed offsets. On assignment the runner opens a task from the store
  * only when those are exactly the group's committed offsets; otherwise (a crash between the two
@@ -32,6 +33,9 @@ import { claimDirectory, type ClaimedDirectory } from '@tradeflow/shared';
 
 /** The next offset per input topic, as the runner gives them. */
 export type Offsets = ReadonlyMap<string, bigint>;
+
+/** An account's snapshot as stored: the stage's own text (SQLite TEXT), or a changelog record's bytes (BLOB). */
+export type Snapshot = string | Buffer;
 
 /** The database's file name in the store's directory (with SQLite's -wal and -shm beside it). */
 export const DATABASE_FILE = 'positions.sqlite';
@@ -158,7 +162,7 @@ export class PositionStore {
    * Writes several tasks' snapshots (null deletes the account) and the offsets each is as of, in
    * one SQLite transaction: one commit for all the tasks a Kafka transaction changed.
    */
-  writeAll(items: readonly { readonly task: TaskStore; readonly snapshots: Iterable<readonly [number, Buffer | null]>; readonly offsets?: Offsets | undefined }[]): void {
+  writeAll(items: readonly { readonly task: TaskStore; readonly snapshots: Iterable<readonly [number, Snapshot | null]>; readonly offsets?: Offsets | undefined }[]): void {
     inTransaction(this.db, () => {
       for (const { task, snapshots, offsets } of items) task.writeInTransaction(snapshots, offsets);
     });
@@ -188,19 +192,19 @@ export class TaskStore {
     this.partition = partition;
     // One table per task, keyed by taxpayer id (SQLite's rowid: the fastest lookup it has).
     const table = `positions_${partition}`;
-    db.exec(`CREATE TABLE IF NOT EXISTS ${table} (taxpayer_id INTEGER PRIMARY KEY, snapshot BLOB NOT NULL)`);
+    db.exec(`CREATE TABLE IF NOT EXISTS ${table} (taxpayer_id INTEGER PRIMARY KEY, snapshot ANY NOT NULL) STRICT`);
     this.select = db.prepare(`SELECT snapshot FROM ${table} WHERE taxpayer_id = ?`);
     this.select.setReturnArrays(true);
     this.upsert = db.prepare(`INSERT INTO ${table} (taxpayer_id, snapshot) VALUES (?, ?) ON CONFLICT (taxpayer_id) DO UPDATE SET snapshot = excluded.snapshot`);
     this.remove = db.prepare(`DELETE FROM ${table} WHERE taxpayer_id = ?`);
   }
 
-  /** An account's latest snapshot (the bytes of its `positions` record). */
-  get(taxpayerId: number): Buffer | undefined {
-    const row = this.select.get(taxpayerId) as unknown as [Uint8Array] | undefined;
+  /** An account's latest snapshot: the text the stage wrote, or the bytes restored from the changelog. */
+  get(taxpayerId: number): Snapshot | undefined {
+    const row = this.select.get(taxpayerId) as unknown as [string | Uint8Array] | undefined;
     if (row === undefined) return undefined;
-    const bytes = row[0];
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const value = row[0];
+    return typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   }
 
   /** The committed offsets the task's data is as of; undefined while it is being restored or was never written. */
@@ -227,12 +231,12 @@ export class TaskStore {
   }
 
   /** Writes snapshots (null deletes the account) and, when given, the offsets they are as of, in one transaction. */
-  write(snapshots: Iterable<readonly [number, Buffer | null]>, offsets?: Offsets): void {
+  write(snapshots: Iterable<readonly [number, Snapshot | null]>, offsets?: Offsets): void {
     inTransaction(this.db, () => this.writeInTransaction(snapshots, offsets));
   }
 
   /** write() within a transaction the caller holds (PositionStore.writeAll). */
-  writeInTransaction(snapshots: Iterable<readonly [number, Buffer | null]>, offsets?: Offsets): void {
+  writeInTransaction(snapshots: Iterable<readonly [number, Snapshot | null]>, offsets?: Offsets): void {
     for (const [taxpayerId, snapshot] of snapshots) {
       if (snapshot === null) this.remove.run(taxpayerId);
       else this.upsert.run(taxpayerId, snapshot);

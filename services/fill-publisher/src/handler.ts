@@ -56,13 +56,14 @@ export function createPositionsHandler(metrics: ServiceMetrics, logger: Logger, 
   };
   const taskOf = (partition: number, tasks: TaskStore): PositionsTask => ({
     book: new PositionBook((taxpayerId) => {
-      const bytes = tasks.get(taxpayerId);
-      if (bytes === undefined) return undefined; // a new account
+      const stored = tasks.get(taxpayerId);
+      if (stored === undefined) return undefined; // a new account
       // Written by this stage: its own text, which a fill may patch as it is.
-      if (typeof bytes === 'string') return { taxpayerId, text: bytes };
-      const account = PositionBook.accountOf(bytes);
+      if (typeof stored === 'string') return { taxpayerId, text: stored };
+      // Restored from the changelog: the record's bytes, written by anything.
+      const account = PositionBook.accountOf(stored);
       if (account !== undefined) return account;
-      const snapshot = decodeSnapshot(bytes, String(taxpayerId), partition);
+      const snapshot = decodeSnapshot(stored, String(taxpayerId), partition);
       return snapshot === undefined ? undefined : PositionBook.fromSnapshot(snapshot);
     }),
     store: tasks,

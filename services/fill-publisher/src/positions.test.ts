@@ -168,7 +168,7 @@ describe('PositionBook', () => {
         let text = PositionBook.snapshotText(slow.account(taxpayer)!);
         for (let i = rng.int(1, 5); i > 0; i--) {
           const f = randomFill(rng, taxpayer, [...slow.account(taxpayer)!.shares.keys()], n);
-          const account = PositionBook.accountOfText(text)!;
+          const account = PositionBook.accountOf(text)!;
           slow.accounts.set(taxpayer, account);
           slow.apply(f);
           const expected = PositionBook.snapshotText(slow.account(taxpayer)!);
@@ -192,7 +192,7 @@ describe('PositionBook', () => {
       const f = fill(7, 'VTI', 1, -10, 2);
       expect(patchSnapshot(text, f)).toBe('{"taxpayer_id":7,"shares":{"IVE":-4340133578.124597,"VTI":2},"cash":-10,"fills":2,"timestamp":1700000002}');
       const book = new PositionBook();
-      book.accounts.set(7, PositionBook.accountOfText(text)!);
+      book.accounts.set(7, PositionBook.accountOf(text)!);
       book.apply(f);
       expect(PositionBook.snapshotText(book.account(7)!)).toBe('{"taxpayer_id":7,"shares":{"IVE":-4340133578.124596,"VTI":2},"cash":-10,"fills":2,"timestamp":1700000002}');
     });
@@ -209,7 +209,7 @@ describe('PositionBook', () => {
         // The patching book keeps each snapshot as text; the other is handed the account decoded again.
         const text = patching.snapshotOf(taxpayer);
         expect(text).toBe(PositionBook.snapshotText(decoding.account(taxpayer)!));
-        decoding.accounts.set(taxpayer, PositionBook.accountOfText(text)!);
+        decoding.accounts.set(taxpayer, PositionBook.accountOf(text)!);
       }
       expect([...patching.accounts.values()].every((held) => 'text' in held)).toBe(true);
     });

@@ -54,7 +54,7 @@ export class PositionBook {
         return;
       }
       // A key written with an escape, or one an object may order apart: the long way.
-      held = PositionBook.accountOfText(held.text)!;
+      held = PositionBook.accountOf(held.text)!;
       this.accounts.set(fill.taxpayer_id, held);
     }
     PositionBook.add(held, fill);
@@ -75,7 +75,7 @@ export class PositionBook {
   /** The account decoded, however the book holds it. */
   account(taxpayerId: number): Account | undefined {
     const held = this.accounts.get(taxpayerId);
-    return held === undefined || !isText(held) ? held : PositionBook.accountOfText(held.text);
+    return held === undefined || !isText(held) ? held : PositionBook.accountOf(held.text);
   }
 
   private static add(account: Account, fill: Fill): void {
@@ -116,20 +116,15 @@ export class PositionBook {
   }
 
   /**
-   * An account from a snapshot's bytes in one pass, the same as `fromSnapshot` of what
+   * An account from a snapshot's text or bytes in one pass, the same as `fromSnapshot` of what
    * decodeMessage(Position) gives when its quick check accepts the snapshot as it is; undefined for
    * anything else (the caller then decodes it that way, with the reason). Reading an account back
    * from the store is most of what a fill costs the positions stage.
    */
-  static accountOf(bytes: Buffer): Account | undefined {
-    return PositionBook.accountOfText(bytes.toString('utf8'));
-  }
-
-  /** accountOf, of the text. */
-  static accountOfText(text: string): Account | undefined {
+  static accountOf(snapshot: string | Buffer): Account | undefined {
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(typeof snapshot === 'string' ? snapshot : snapshot.toString('utf8'));
     } catch {
       return undefined;
     }

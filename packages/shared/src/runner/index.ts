@@ -47,4 +47,4 @@ export { readStableOffsets } from './offsets.ts';
 export { runTransform } from './transactions.ts';
 export { runSink } from './sink.ts';
 export { APPLIED_HEADER, restoreAll, runStateful } from './stateful.ts';
-export type { StatefulHandler, StatefulOptions, StateRestorer, StateUpdate, TaskOffsets } from './stateful.ts';
+export type { ChangelogChange, StatefulHandler, StatefulOptions, StateRestorer, StateUpdate, TaskOffsets } from './stateful.ts';

@@ -7,10 +7,16 @@ import { partitionFor, tpKey, type ConsumedRecord, type ProducedRecord, type Rec
 import { runSlots, type SlotOwner } from './transactions.ts';
 import { hasHeader } from '../wire/record-batches.ts';
 
+/** A change of a task's state for its changelog: a ChangelogEntry as produced (its value may be text, written as UTF-8). */
+export interface ChangelogChange {
+  readonly key: string;
+  readonly value: ChangelogEntry['value'] | string;
+}
+
 export interface StateUpdate {
   readonly outputs: readonly ProducedRecord[];
-  /** Changes of the task's state, written to its changelog partition (value null deletes a key; text is written as UTF-8). */
-  readonly changelog: readonly { readonly key: string; readonly value: Buffer | string | null }[];
+  /** Changes of the task's state, written to its changelog partition (value null deletes a key). */
+  readonly changelog: readonly ChangelogChange[];
 }
 
 /** Rebuilds one task's state: `add` gets its changelog a batch at a time, oldest first (later entries of a key win, null deletes it). */
@@ -188,7 +194,7 @@ export async function runStateful<S>(options: StatefulOptions<S>): Promise<Runni
       if (missing.length > 0) await restore(owner, missing);
       const outputs: ProducedRecord[] = [];
       // Per task, later changes of a key replace earlier ones within the transaction.
-      const changelogs = new Map<number, Map<string, Buffer | string | null>>();
+      const changelogs = new Map<number, Map<string, ChangelogChange['value']>>();
       const apply = (records: readonly ConsumedRecord[], source: TopicPartition): void => {
         const update = options.handler.process(owner.states.get(source.partition)!, records, source);
         let changelog = changelogs.get(source.partition);

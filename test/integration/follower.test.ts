@@ -155,6 +155,57 @@ describe('CommittedFollower (the lean reader, following)', () => {
     }
   });
 
+  it('with deferRecords hands batches over in parts of at most that many records, made when read: the same records as made at once, again after release', async () => {
+    const eager = new Seen();
+    const deferred = new Seen();
+    const parts: { at: string; from: number; next: number; count: number; bytes: number; offsets: number[] }[] = [];
+    let released = 0;
+    const read = (follower: CommittedFollower) => {
+      follower.assign(all(0));
+      return follower;
+    };
+    const eagerly = read(new CommittedFollower(options(), async (batch) => eager.add(batch)));
+    const lazily = read(
+      new CommittedFollower({ ...options(), partitionMaxBytes: 64 * 1024, maxBytes: 256 * 1024, deferRecords: 2 }, async (batch) => {
+        if (batch.count > 0) {
+          expect(batch.parts, 'a batch with records comes in parts').toBeDefined();
+          let from: number | undefined;
+          for (const part of batch.parts!) {
+            // Consecutive: each part starts where the one before ends, the last ends at the batch's next.
+            if (from !== undefined) expect(part.from).toBe(from);
+            from = part.next;
+            const first = part.records;
+            expect(first).toHaveLength(part.count);
+            expect(part.records).toBe(first); // made once
+            part.release();
+            released++;
+            const again = part.records;
+            expect(again).not.toBe(first); // made again from the fetched bytes
+            expect(again.map((r) => [r.offset, r.key?.toString(), r.value?.toString()])).toEqual(first.map((r) => [r.offset, r.key?.toString(), r.value?.toString()]));
+            parts.push({ at: tp(batch.topic, batch.partition), from: part.from, next: part.next, count: part.count, bytes: part.bytes, offsets: first.map((r) => r.offset) });
+          }
+          expect(from).toBe(batch.next);
+          expect(batch.parts!.reduce((n, p) => n + p.count, 0)).toBe(batch.count);
+          expect(batch.records.reduce((n, r) => n + (r.key?.length ?? 0) + (r.value?.length ?? 0), 0)).toBe(batch.bytes);
+        }
+        deferred.add(batch);
+      }),
+    );
+    const ends = new Map(await Promise.all(topics.map(async (topic) => [topic, await settledEndOffsets(brokers(), topic)] as const)));
+    const done = (seen: Seen) => topics.every((topic) => [...ends.get(topic)!].every(([p, end]) => (seen.next.get(tp(topic, p)) ?? 0) >= end));
+    await waitFor('both read every partition to its end', async () => (done(eager) && done(deferred) ? true : undefined), 60_000, 100);
+    await Promise.all([eagerly.stop(), lazily.stop()]);
+    // The same committed records in the same order (the aborted ones left out either way).
+    expect(deferred.values).toEqual(eager.values);
+    expect(deferred.offsets).toEqual(eager.offsets);
+    expect(released).toBeGreaterThan(0);
+    for (const part of parts) {
+      expect(part.count).toBeGreaterThan(0);
+      expect(part.count).toBeLessThanOrEqual(2);
+      for (const offset of part.offsets) expect(Number(offset) >= part.from && Number(offset) < part.next, `${part.at}@${offset} in [${part.from}, ${part.next})`).toBe(true);
+    }
+  });
+
   it('hands a batch over again when its hand-over failed: nothing skipped, nothing twice', async () => {
     const seen = new Seen();
     let failures = 0;

@@ -131,7 +131,7 @@ export const serviceEnv = {
   TRANSACTION_MAX_RECORDS: envInt(0, 10_000_000).default(0),
   /**
    * Exactly-once stages: a transaction takes its lane a piece at a time (TRANSACTION_MAX_RECORDS
-   * input records each, 2,000 when that is 0), sending each piece while the next is prepared, for up
+   * input records each; when that is 0, whole fetched batches of up to 1,000 together), sending each piece while the next is prepared, for up
    * to this many milliseconds or until the lane has nothing queued, then commits: memory holds a
    * piece, not a whole transaction. 0: a transaction takes what its lane queued when it starts.
    */

@@ -32,6 +32,39 @@ describe('takeUpTo (records per transaction)', () => {
   });
 });
 
+describe('takeUpTo with whole batches (a streaming transaction\'s pieces)', () => {
+  const batch = (name: string, offsets: number[]) => ({
+    name,
+    count: offsets.length,
+    get records(): { offset: string }[] {
+      made.push(name);
+      return offsets.map((o) => ({ offset: String(o) }));
+    },
+    fetchedOffset: String(offsets[0]),
+    nextOffset: String(offsets[offsets.length - 1]! + 1),
+  });
+  let made: string[] = [];
+
+  it('takes whole batches up to the limit without making the records of any (counted by `whole`), and never splits one', () => {
+    made = [];
+    const pending = [batch('a', [0, 1]), batch('b', [2, 3, 4]), batch('c', [5])];
+    const { taken, rest } = takeUpTo(pending, 4, (b) => b.count);
+    expect(taken.map((b) => b.name)).toEqual(['a']);
+    expect(rest.map((b) => b.name)).toEqual(['b', 'c']);
+    expect(rest[0]).toBe(pending[1]); // left as queued
+    expect(made).toEqual([]);
+    expect(takeUpTo(pending, 6, (b) => b.count).taken.map((b) => b.name)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('takes a first batch larger than the limit whole', () => {
+    made = [];
+    const { taken, rest } = takeUpTo([batch('a', [0, 1, 2, 3, 4]), batch('b', [5])], 2, (b) => b.count);
+    expect(taken.map((b) => b.name)).toEqual(['a']);
+    expect(rest.map((b) => b.name)).toEqual(['b']);
+    expect(made).toEqual([]);
+  });
+});
+
 describe('runsBySource', () => {
   const entry = (partition: number, offsets: number[]) =>
     ({

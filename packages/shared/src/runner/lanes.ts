@@ -12,7 +12,7 @@ import { Stopped } from './retry.ts';
 
 const exitOnFatal = (): never => process.exit(1);
 /** A streaming transaction's piece, in input records, when maxRecordsPerTransaction does not set one. */
-export const STREAM_PIECE_RECORDS = 2_000;
+export const STREAM_PIECE_RECORDS = 1_000;
 /** How often a member of an exactly-once stage's group (or a view's) heartbeats, and so learns of a rebalance. */
 export const GROUP_HEARTBEAT_MS = 500;
 /** How many takes' worth of records a lane queues before fetching waits for it. */
@@ -86,6 +86,11 @@ export interface BatchContext {
   readonly highWatermark: string;
   /** The lane it was queued in; revoked when its partitions moved to another member. */
   readonly lane: { readonly revoked: boolean };
+  /**
+   * Lets its records go once processed (the lean reader's batches): they are made again from the
+   * fetched bytes if the batch is read again (a transaction retried in place).
+   */
+  readonly release?: () => void;
 }
 
 /** Consecutive batches of one topic-partition as one (the newest payload, the last offset). */
@@ -100,18 +105,23 @@ export function mergeBatches(entries: readonly BatchContext[]): BatchContext {
  * Queued batches, in order, up to `maxRecords` records, and the rest. A batch that crosses the
  * limit is split: its head ends after the last record taken (offsets are committed from there),
  * its tail is fetched from its first record if it has to be fetched again. At least one record
- * is taken.
+ * is taken. With `whole` (how many records a batch holds, without making them), batches are
+ * never split: whole ones are taken up to the limit (at least one), and the rest is left as it
+ * was queued (its records not made yet, see BatchContext).
  */
 export function takeUpTo<B extends { readonly records: readonly { readonly offset: string }[]; readonly nextOffset: string; readonly fetchedOffset: string }>(
   pending: readonly B[],
   maxRecords: number,
+  whole?: (batch: B) => number,
 ): { taken: B[]; rest: B[] } {
+  const countOf = whole ?? ((batch: B) => batch.records.length);
   let count = 0;
-  let whole = 0;
-  while (whole < pending.length && count + pending[whole]!.records.length <= maxRecords) count += pending[whole++]!.records.length;
-  const taken = pending.slice(0, whole);
-  const rest = pending.slice(whole);
-  if (rest.length === 0) return { taken, rest };
+  let wholeTaken = 0;
+  while (wholeTaken < pending.length && count + countOf(pending[wholeTaken]!) <= maxRecords) count += countOf(pending[wholeTaken++]!);
+  const taken = pending.slice(0, wholeTaken);
+  const rest = pending.slice(wholeTaken);
+  if (whole !== undefined && taken.length === 0 && rest.length > 0) taken.push(rest.shift()!);
+  if (rest.length === 0 || whole !== undefined) return { taken, rest };
   const room = maxRecords - count;
   if (room > 0 || taken.length === 0) {
     const split = rest[0]!;
@@ -192,7 +202,7 @@ export interface Lane {
   readonly key: string;
   /** Its partitions were assigned to another member: what it has in hand is given up. */
   revoked: boolean;
-  pending: BatchContext[];
+  pending: Queued[];
   pendingBytes: number;
   pendingRecords: number;
   /** Its records' key and value bytes, on average (a moving one): its room in bytes as records. */
@@ -202,6 +212,12 @@ export interface Lane {
   lastStart: number;
   /** Resolved (and replaced) whenever the lane takes its pending batches. */
   room: { promise: Promise<void>; resolve: () => void };
+}
+
+/** A batch as its lane queued it: how many records it holds and their bytes, counted when it was queued. */
+interface Queued extends BatchContext {
+  readonly count: number;
+  readonly bytes: number;
 }
 
 function newRoom(): Lane['room'] {
@@ -311,20 +327,27 @@ export function startConsumer(
   /** processLane may take more of the lane into the transaction in hand (see RunnerOptions.transactionStreamMs). */
   const streaming = (options.transactionStreamMs ?? 0) > 0;
   const maxRecords = options.maxRecordsPerTransaction ?? Number.POSITIVE_INFINITY;
+  /**
+   * A streaming transaction's pieces bound its memory, not what it commits: takes are whole
+   * batches (never split), and the lean reader hands batches over in parts of at most a piece,
+   * their records made when taken. A transaction of at most TRANSACTION_MAX_RECORDS takes exactly that.
+   */
+  const wholeTakes = streaming && !Number.isFinite(maxRecords);
   /** What one take holds: a streaming transaction's piece is bounded even when a transaction is not. */
-  const takeRecords = streaming && !Number.isFinite(maxRecords) ? STREAM_PIECE_RECORDS : maxRecords;
+  const takeRecords = wholeTakes ? STREAM_PIECE_RECORDS : maxRecords;
   /** What a lane queues before fetching waits, in records (a sink's writes take whatever is queued). */
   const maxQueuedRecords = QUEUED_TAKES * takeRecords;
   /** What a lane queues before fetching waits, in key and value bytes. */
   const maxQueuedBytes = 2 * maxBytesPerPartition;
   /** The lane's queued batches up to maxRecords records (see takeUpTo); what is left stays queued. */
   const takePending = (lane: Lane): BatchContext[] => {
-    const { taken, rest } = takeUpTo(lane.pending, takeRecords);
+    const { taken, rest } = takeUpTo(lane.pending, takeRecords, wholeTakes ? (entry) => entry.count : undefined);
     if (rest.length === 0) return dropPending(lane);
     lane.pending = rest;
-    // What was taken comes off (each record is counted once however many pieces a backlog takes).
-    lane.pendingBytes -= taken.reduce((sum, entry) => sum + batchBytes(entry.records), 0);
-    lane.pendingRecords -= taken.reduce((sum, entry) => sum + entry.records.length, 0);
+    // What was taken comes off (each record is counted once however many pieces a backlog takes);
+    // a batch split by takeUpTo is counted by its records.
+    lane.pendingBytes -= taken.reduce((sum, entry) => sum + (wholeTakes ? entry.bytes : batchBytes(entry.records)), 0);
+    lane.pendingRecords -= taken.reduce((sum, entry) => sum + (wholeTakes ? entry.count : entry.records.length), 0);
     freed(lane);
     return taken;
   };
@@ -367,18 +390,40 @@ export function startConsumer(
   };
 
   /** Queues a fetched batch in its lane, and waits while that lane holds a lot (backpressure on fetching). */
-  const queue = async (source: TopicPartition, records: ConsumedRecord[], fetchedOffset: string, nextOffset: string, highWatermark: string, control: BatchControl) => {
+  /**
+   * `batch.records` may be made only when first read (the lean reader's deferRecords): a batch is
+   * counted by `count` and `bytes` while it waits, and its records are made when a take reaches it.
+   */
+  const queue = async (source: TopicPartition, batch: Pick<FollowedBatch<ConsumedRecord>, 'records' | 'count' | 'bytes' | 'parts'>, fetchedOffset: string, nextOffset: string, highWatermark: string, control: BatchControl) => {
     const key = laneOf(source);
     let lane = lanes.get(key);
     if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, bytesPerRecord: INITIAL_BYTES_PER_RECORD, running: undefined, lastStart: -Infinity, room: newRoom() }));
-    lane.pending.push({ control, source, records, fetchedOffset, nextOffset, highWatermark, lane });
-    const bytes = batchBytes(records);
+    const { count, bytes } = batch;
+    if (batch.parts === undefined) lane.pending.push({ control, source, records: batch.records, count, bytes, fetchedOffset, nextOffset, highWatermark, lane });
+    else {
+      for (const part of batch.parts) {
+        lane.pending.push({
+          control,
+          source,
+          get records() {
+            return part.records;
+          },
+          count: part.count,
+          bytes: part.bytes,
+          release: () => part.release(),
+          fetchedOffset: String(part.from),
+          nextOffset: String(part.next),
+          highWatermark,
+          lane,
+        });
+      }
+    }
     lane.pendingBytes += bytes;
-    lane.pendingRecords += records.length;
-    if (records.length > 0) lane.bytesPerRecord = 0.8 * lane.bytesPerRecord + (0.2 * bytes) / records.length;
+    lane.pendingRecords += count;
+    if (count > 0) lane.bytesPerRecord = 0.8 * lane.bytesPerRecord + (0.2 * bytes) / count;
     // The most any lane queued, and the largest batch: what bounds a lane's memory (README, Memory).
     if (lane.pendingRecords > (metrics.extra['queued_records_peak'] ?? 0)) metrics.extra['queued_records_peak'] = lane.pendingRecords;
-    if (records.length > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = records.length;
+    if (count > (metrics.extra['batch_records_peak'] ?? 0)) metrics.extra['batch_records_peak'] = count;
     kick(lane);
     // Backpressure: fetch no further while this lane has a lot queued (in bytes, and in records
     // when takes are bounded: a few takes' worth keeps it busy, more only holds memory).
@@ -414,6 +459,8 @@ export function startConsumer(
               timestamp: String(timestamp),
             }),
             skip: options.skipRecord,
+            // Records are made when a take reaches their part, so they die young (see deferRecords).
+            deferRecords: wholeTakes ? takeRecords : undefined,
             maxWaitMs: options.fetchMaxWaitMs ?? 200,
             partitionMaxBytes: maxBytesPerPartition,
             maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
@@ -428,8 +475,8 @@ export function startConsumer(
             at.set(batch.partition, batch.next);
             // Only transaction markers or aborted records: nothing to process. Records left out by
             // `skipRecord` are queued as an empty batch: their offsets are committed like any others.
-            if (batch.records.length === 0 && batch.skipped === 0) return;
-            const { topic, partition, records } = batch;
+            if (batch.count === 0 && batch.skipped === 0) return;
+            const { topic, partition } = batch;
             const k = `${topic}-${partition}`;
             const handOver = ++handOvers;
             const control: BatchControl = {
@@ -439,7 +486,7 @@ export function startConsumer(
               heartbeat: async () => undefined,
               commitOffsets: () => Promise.reject(new Error("the lean reader's batches are committed in transactions, not as the group's offsets")),
             };
-            await queue({ topic, partition }, records, String(from), String(batch.next), String(batch.highWatermark), control);
+            await queue({ topic, partition }, batch, String(from), String(batch.next), String(batch.highWatermark), control);
           },
         );
   /** Bumped by every join: only the latest one's committed offsets are followed from. */
@@ -524,7 +571,7 @@ export function startConsumer(
         const records = batch.messages.map((m) => toConsumed(batch.topic, batch.partition, m));
         const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
         payload.resolveOffset(batch.lastOffset());
-        await queue(source, records, String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, batch.highWatermark, consumerControl(payload));
+        await queue(source, { records, count: records.length, bytes: batchBytes(records) }, String((batch as unknown as { fetchedOffset: string | number }).fetchedOffset), nextOffset, batch.highWatermark, consumerControl(payload));
       },
     });
     logger.info({ groupId, topics }, 'consuming');

@@ -51,7 +51,7 @@ export interface RunnerOptions {
    * Exactly-once runners: 0 (the default here; the services take TRANSACTION_STREAM_MS, 200) has a
    * transaction take what its lane has queued when it starts, all of it held in memory until the
    * commit. Above 0, a transaction takes the lane's batches a piece at a time
-   * (maxRecordsPerTransaction records each, else STREAM_PIECE_RECORDS), processing and sending each
+   * (maxRecordsPerTransaction records each, else whole batches of up to STREAM_PIECE_RECORDS together), processing and sending each
    * piece while the next is fetched, for up to this many milliseconds or until the lane has nothing
    * queued, and then commits: memory holds about one piece, transactions stay large. A transaction
    * that fails after its first piece is not retried in place: what it took is fetched again.

@@ -161,7 +161,7 @@ const settledWork = (work: readonly SlotWork[]): SlotWork[] => work.map(({ run }
  * record sent until the commit markers are written, the output partitions' last stable offset is
  * held back (for every reader), so that stretch is kept short. Returns the work committed.
  */
-async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, first: Piece, next?: () => Promise<Piece | undefined>): Promise<SlotWork[]> {
+async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMetrics, first: () => Promise<Piece | undefined>, next?: () => Promise<Piece | undefined>): Promise<SlotWork[] | undefined> {
   const offsetsOf = (work: readonly SlotWork[], alsoTouched: readonly TopicPartition[]): GroupOffsets['topics'] => {
     const offsets = new Map<string, Map<number, string>>();
     const add = (tp: TopicPartition, offset: string) => {
@@ -179,18 +179,22 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
     for (const { run } of work) add(run.source, run.nextOffset);
     return [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) }));
   };
+  // No variable holds a piece once it is sent (`first` makes it, `piece` lets it go): its records
+  // are encoded into their batches by then, and die young instead of outliving the next piece.
+  let piece = await first();
+  if (piece === undefined) return undefined;
   const timer = new StepTimer(metrics);
   const transaction = await owner.producer.transaction();
   const committed: SlotWork[] = [];
   const touched: TopicPartition[] = [];
   try {
-    let piece: Piece = first;
     for (;;) {
       const sending = transaction.send(piece.records);
       // Settled below in every case; a failure is not left unhandled while the next piece is prepared.
       sending.catch(() => undefined);
       committed.push(...settledWork(piece.work));
       touched.push(...piece.touched);
+      piece = undefined;
       const following = next === undefined ? undefined : await next().catch(async (error: unknown) => {
         await sending.catch(() => undefined);
         throw error;
@@ -284,10 +288,11 @@ export async function runSlots<O extends SlotOwner>(
 
   const streamMs = options.transactionStreamMs ?? 0;
   const processLane = (entries: readonly BatchContext[], isStopping: () => boolean, more?: () => BatchContext[] | undefined): Promise<void> => {
-    const runs = runsBySource(entries);
-    const slot = perInstance ? 0 : slotOf(runs[0]!.source.partition, slots);
+    const last = entries[entries.length - 1]!;
+    const slot = perInstance ? 0 : slotOf(entries[0]!.source.partition, slots);
+    // No variable here holds the records across the transaction (see release below).
     return withSlotLock(slot, () =>
-      retrying('transaction', runs[runs.length - 1]!, options, isStopping, async () => {
+      retrying('transaction', { source: last.source, lane: last.lane, control: last.control }, options, isStopping, async () => {
         if (perInstance) await closeIfStale();
         const owner = await ownerFor(slot);
         const fresh = (pieceRuns: readonly BatchContext[]) => {
@@ -299,7 +304,9 @@ export async function runSlots<O extends SlotOwner>(
             throw error;
           }
         };
-        const work = fresh(runs);
+        let work: SlotWork[] | undefined = fresh(runsBySource(entries));
+        /** Where the transaction's first piece ends, per topic-partition (for the log if it fails). */
+        const through = Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset]));
         const began = performance.now();
         /** Whether the transaction took more of the lane than `entries`: it cannot be retried in place then. */
         let tookMore = false;
@@ -327,16 +334,28 @@ export async function runSlots<O extends SlotOwner>(
                 return undefined;
               };
         if (work.length === 0 && next === undefined) return;
-        let committedWork: SlotWork[];
+        /**
+         * The first piece; once it is prepared its input records are let go (made again from the
+         * fetched bytes if this attempt is retried in place), so that they die young rather than
+         * being held for the whole transaction.
+         */
+        const first = async (): Promise<Piece | undefined> => {
+          const pieceWork = work!;
+          work = undefined;
+          if (pieceWork.length === 0) return next!();
+          const piece = await prepared(pieceWork);
+          for (const entry of entries) entry.release?.();
+          return piece;
+        };
+        let committedWork: SlotWork[] | undefined;
         try {
-          const first = work.length > 0 ? await prepared(work) : await next!();
-          if (first === undefined) return;
           committedWork = await commitWork(owner, groupId, metrics, first, next);
+          if (committedWork === undefined) return;
           committed?.(owner, committedWork);
         } catch (error) {
           // The error itself is logged by `retrying`, once per outage; this records what was at stake.
           logger.info(
-            { slot, through: Object.fromEntries(work.map((w) => [tpKey(w.run.source), w.run.nextOffset])), tookMore },
+            { slot, through, tookMore },
             'transaction failed (its outcome is settled when the slot is opened again)',
           );
           // Start over with a fresh owner: re-initialising the producer settles the transaction's

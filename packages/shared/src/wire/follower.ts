@@ -27,7 +27,7 @@ import {
   type FetchedPartition,
   type FetchSettings,
 } from './committed-reader.ts';
-import { completeBatches, visitCommittedRecords } from './record-batches.ts';
+import { anyCompressed, completeBatches, visitCommittedRecords } from './record-batches.ts';
 
 const OFFSET_OUT_OF_RANGE = 1;
 
@@ -52,13 +52,36 @@ const followedRecord: RecordMaker<FollowedRecord> = (_topic, _partition, offset,
 export interface FollowedBatch<R = FollowedRecord> {
   readonly topic: string;
   readonly partition: number;
-  /** The committed records fetched (none when the fetch brought only transaction markers or aborted records); the receiver's to keep. */
+  /**
+   * The committed records fetched (none when the fetch brought only transaction markers or aborted
+   * records); the receiver's to keep. With `deferRecords` they are made when first read.
+   */
   readonly records: R[];
+  /** How many records `records` holds (or will hold, when made). */
+  readonly count: number;
+  /** Their keys' and values' bytes. */
+  readonly bytes: number;
+  /** With `deferRecords`: the batch in consecutive parts of at most that many records, each made when first read. */
+  readonly parts?: readonly RecordsPart<R>[];
   /** Committed records left out by the options' `skip` (their offsets are in the batch, their records are not). */
   readonly skipped: number;
   /** The offset after what was fetched: where this partition is read on from. */
   readonly next: number;
   readonly highWatermark: number;
+}
+
+/** Consecutive records of a fetched batch, made when first read (see the follower's deferRecords). */
+export interface RecordsPart<R> {
+  /** The offset the part starts at (its first record's, or where the fetch started for the first part). */
+  readonly from: number;
+  /** The offset after it: where the next part starts (the batch's `next` for the last one). */
+  readonly next: number;
+  readonly count: number;
+  readonly bytes: number;
+  /** Made on first read, from the fetched bytes. */
+  readonly records: R[];
+  /** Lets the records made go: they are made again, from the fetched bytes, if read again. */
+  release(): void;
 }
 
 /** How much more the receiver of the records can hold now, and when that grows (see CommittedFollower). */
@@ -98,6 +121,7 @@ export class CommittedFollower<R = FollowedRecord> {
   private readonly options: CommittedReaderOptions;
   private readonly makeRecord: RecordMaker<R>;
   private readonly skip: ((topic: string, data: Buffer, headersAt: number) => boolean) | undefined;
+  private readonly deferRecords: number | undefined;
   private readonly room: ReceiverRoom | undefined;
   /** The fetched records' size, on average (a moving one): what the room in records is in bytes. */
   private bytesPerRecord = INITIAL_BYTES_PER_RECORD;
@@ -132,11 +156,20 @@ export class CommittedFollower<R = FollowedRecord> {
        * that writes a fetch as one transaction). If it throws, the whole fetch is fetched again.
        */
       readonly deliverFetch?: ((batches: FollowedBatch<R>[]) => Promise<void>) | undefined;
+      /**
+       * Make a batch's records when the receiver first reads them, not when they are fetched (the
+       * batch is counted at once, without an object per record), in `parts` of at most this many
+       * records. A receiver that queues batches for a while then makes each part's records just
+       * before it processes them, and can let them go once processed: they die young instead of
+       * being promoted to the old generation while they wait.
+       */
+      readonly deferRecords?: number;
     },
     deliver: (batch: FollowedBatch<R>) => Promise<void>,
   ) {
     this.options = options;
     this.skip = options.skip;
+    this.deferRecords = options.deferRecords;
     this.makeRecord = options.makeRecord ?? (followedRecord as unknown as RecordMaker<R>);
     this.room = options.room;
     this.deliver = deliver;
@@ -303,15 +336,74 @@ export class CommittedFollower<R = FollowedRecord> {
       /** A fetched partition's records from where it was asked, as the receiver's batch. */
       const batchOf = (f: FetchedPartition): FollowedBatch<R> => {
         const from = offsets.get(f.topic)!.get(f.partition)!;
-        const records: R[] = [];
-        let skipped = 0;
         const skip = this.skip;
+        const make = (topic: string, partition: number, offset: number, data: Buffer, ks: number, kl: number, vs: number, vl: number, timestamp: number, headersAt: number): R =>
+          this.makeRecord(topic, partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt);
+        const next = positions.get(f.topic)!.get(f.partition)!;
+        // A compressed batch would be decompressed again for each part: its records are made at once.
+        const partRecords = this.deferRecords !== undefined && !anyCompressed(f.records!) ? Math.max(1, this.deferRecords) : undefined;
+        let count = 0;
+        let bytes = 0;
+        let skipped = 0;
+        let made: R[] | undefined;
+        /** With parts: where each starts, its records and bytes. */
+        const starts: { from: number; count: number; bytes: number }[] = [];
         visitCommittedRecords(f.records!, f.aborted, from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
-          if (skip !== undefined && skip(f.topic, data, headersAt)) skipped++;
-          else records.push(this.makeRecord(f.topic, f.partition, offset, kl < 0 ? null : data.subarray(ks, ks + kl), vl < 0 ? null : data.subarray(vs, vs + vl), timestamp, data, headersAt));
+          if (skip !== undefined && skip(f.topic, data, headersAt)) {
+            skipped++;
+            return;
+          }
+          const size = Math.max(0, kl) + Math.max(0, vl);
+          count++;
+          bytes += size;
+          if (partRecords === undefined) {
+            (made ??= []).push(make(f.topic, f.partition, offset, data, ks, kl, vs, vl, timestamp, headersAt));
+            return;
+          }
+          let part = starts[starts.length - 1];
+          if (part === undefined || part.count === partRecords) starts.push((part = { from: starts.length === 0 ? from : offset, count: 0, bytes: 0 }));
+          part.count++;
+          part.bytes += size;
         });
-        if (records.length + skipped > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / (records.length + skipped);
-        return { topic: f.topic, partition: f.partition, records, skipped, next: positions.get(f.topic)!.get(f.partition)!, highWatermark: f.highWatermark };
+        if (count + skipped > 0) this.bytesPerRecord = 0.8 * this.bytesPerRecord + (0.2 * f.records!.length) / (count + skipped);
+        if (partRecords === undefined || count === 0) return { topic: f.topic, partition: f.partition, records: made ?? [], count, bytes, skipped, next, highWatermark: f.highWatermark };
+        const parts = starts.map((start, i): RecordsPart<R> => {
+          const end = i + 1 < starts.length ? starts[i + 1]!.from : next;
+          let records: R[] | undefined;
+          return {
+            from: start.from,
+            next: end,
+            count: start.count,
+            bytes: start.bytes,
+            get records(): R[] {
+              if (records === undefined) {
+                const list: R[] = [];
+                visitCommittedRecords(f.records!, f.aborted, start.from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
+                  if (offset >= end || (skip !== undefined && skip(f.topic, data, headersAt))) return;
+                  list.push(make(f.topic, f.partition, offset, data, ks, kl, vs, vl, timestamp, headersAt));
+                });
+                records = list;
+              }
+              return records;
+            },
+            release: () => {
+              records = undefined;
+            },
+          };
+        });
+        return {
+          topic: f.topic,
+          partition: f.partition,
+          get records(): R[] {
+            return (made ??= parts.flatMap((part) => part.records));
+          },
+          count,
+          bytes,
+          parts,
+          skipped,
+          next,
+          highWatermark: f.highWatermark,
+        };
       };
       /** What this fetch brought from the index-th partition on is fetched again. */
       const rewind = (index: number) => {

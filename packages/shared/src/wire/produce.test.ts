@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Reader } from './connection.ts';
 import { crc32c } from './crc32c.ts';
-import { murmur2, parseProduce, produceRequest, RecordSizes, type OutgoingRecord, type PartitionBatch } from './produce.ts';
+import { encodeBatch, murmur2, parseProduce, produceRequest, RecordSizes, type OutgoingRecord, type PartitionBatch } from './produce.ts';
 import { readHeaders, visitCommittedRecords } from './record-batches.ts';
 
 /** The batches of a Produce request (v7) as the broker would read them: per topic and partition, the batch bytes. */
@@ -121,6 +121,20 @@ describe('produceRequest', () => {
     const secondBatch = bytes.get('orders-5')!;
     expect(secondBatch.readInt16BE(21)).toBe(0);
     expect(secondBatch.readUInt32BE(17)).toBe(crc32c(secondBatch, 21));
+  });
+
+  it('writes batches encoded beforehand (encodeBatch) exactly as it writes them from their records', () => {
+    const records: OutgoingRecord[] = Array.from({ length: 500 }, (_, i) => ({ key: `k${i}`, value: `{"n":${i},"é":"€"}`, ...(i % 7 === 0 ? { headers: { 'tradeflow-applied': 'order-matcher' } } : {}) }));
+    const batches: PartitionBatch[] = [
+      { partition: 0, records, start: 0, end: 120, header },
+      { partition: 4, records, start: 120, end: 500, header: { ...header, baseSequence: 120 } },
+    ];
+    const sizes = new RecordSizes();
+    const fromRecords = produceRequest('txn-1', 30_000, new Map([['orders', batches]]), sizes);
+    const encoded = batches.map((b) => ({ partition: b.partition, bytes: encodeBatch(b, b.header, sizes) }));
+    expect(produceRequest('txn-1', 30_000, new Map([['orders', encoded]]), sizes).equals(fromRecords)).toBe(true);
+    // Mixed in one request too.
+    expect(produceRequest('txn-1', 30_000, new Map([['orders', [encoded[0]!, batches[1]!]]]), sizes).equals(fromRecords)).toBe(true);
   });
 
   it('writes several topics and a null transactional id, reusing its sizes from request to request', () => {

@@ -203,17 +203,40 @@ export interface PartitionBatch extends BatchOf {
   readonly header: BatchHeader;
 }
 
+/** One partition's part of a Produce request, its record batch encoded already (encodeBatch). */
+export interface EncodedBatch {
+  readonly partition: number;
+  readonly bytes: Buffer;
+}
+
+/**
+ * A record batch on its own, as produceRequest would write it: what a producer keeps of a batch
+ * until the broker acknowledges it (to send it again), instead of its records.
+ */
+export function encodeBatch(batch: BatchOf, header: BatchHeader, sizes: RecordSizes): Buffer {
+  sizes.reset();
+  const { first, bytes } = sizes.measure(batch);
+  const out = Buffer.allocUnsafeSlow(bytes);
+  const end = sizes.write(out, 0, batch, first, header);
+  if (end !== bytes) throw new Error(`record batch: measured ${bytes} bytes, wrote ${end}`);
+  return out;
+}
+
 /**
  * A Produce request (v7, acks all) carrying one batch per partition, encoded into one buffer. Every
  * batch must be within the broker's message.max.bytes (the caller splits larger ones over requests).
  */
-export function produceRequest(transactionalId: string | null, timeoutMs: number, topics: ReadonlyMap<string, readonly PartitionBatch[]>, sizes: RecordSizes): Buffer {
+export function produceRequest(transactionalId: string | null, timeoutMs: number, topics: ReadonlyMap<string, readonly (PartitionBatch | EncodedBatch)[]>, sizes: RecordSizes): Buffer {
   sizes.reset();
   const measured = new Map<PartitionBatch, { first: number; bytes: number }>();
   let total = 2 + (transactionalId === null ? 0 : Buffer.byteLength(transactionalId)) + 2 + 4 + 4;
   for (const [topic, batches] of topics) {
     total += 2 + Buffer.byteLength(topic) + 4;
     for (const batch of batches) {
+      if ('bytes' in batch) {
+        total += 8 + batch.bytes.length;
+        continue;
+      }
       const m = sizes.measure(batch);
       measured.set(batch, m);
       total += 8 + m.bytes;
@@ -234,6 +257,12 @@ export function produceRequest(transactionalId: string | null, timeoutMs: number
     at += out.write(topic, at);
     at = out.writeInt32BE(batches.length, at);
     for (const batch of batches) {
+      if ('bytes' in batch) {
+        at = out.writeInt32BE(batch.partition, at);
+        at = out.writeInt32BE(batch.bytes.length, at);
+        at += batch.bytes.copy(out, at);
+        continue;
+      }
       const { first, bytes } = measured.get(batch)!;
       at = out.writeInt32BE(batch.partition, at);
       at = out.writeInt32BE(bytes, at);

@@ -162,6 +162,18 @@ function decompress(codec: number, bytes: Buffer): Buffer {
   }
 }
 
+/** Whether any complete batch in `records` (one partition's records of a Fetch response) is compressed. */
+export function anyCompressed(records: Buffer): boolean {
+  let at = 0;
+  while (at + RECORDS <= records.length) {
+    const size = LOG_OVERHEAD + records.readInt32BE(at + BATCH_LENGTH);
+    if (at + size > records.length) break;
+    if (records.readInt16BE(at + ATTRIBUTES) & COMPRESSION_MASK) return true;
+    at += size;
+  }
+  return false;
+}
+
 /**
  * Every committed record of the complete batches in `records` (one partition's records of a Fetch
  * response, read_committed) from offset `from` on, in order, to `visit`. `aborted`: the response's

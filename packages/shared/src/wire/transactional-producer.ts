@@ -18,7 +18,7 @@ import { hostPort, lookUpCluster, RetriableError, type Cluster } from './committ
 import { connectTo, ConnectionError, type Connection } from './connection.ts';
 import type { SaslOptions } from './sasl.ts';
 import { COORDINATOR_MOVED, KafkaProtocolError, TRY_AGAIN } from './kafka-errors.ts';
-import { API_PRODUCE, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type OutgoingRecord, type PartitionBatch } from './produce.ts';
+import { API_PRODUCE, encodeBatch, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type EncodedBatch, type OutgoingRecord } from './produce.ts';
 import {
   ADD_OFFSETS_TO_TXN_VERSION,
   ADD_PARTITIONS_TO_TXN_VERSION,
@@ -248,10 +248,21 @@ export class TransactionalProducer {
 
   /** @internal The cluster's brokers, and the leaders and partition counts of these topics. */
   async clusterOf(topics: readonly string[]): Promise<Cluster> {
-    if (this.cluster !== undefined && topics.every((t) => this.cluster!.partitionCounts.has(t))) return this.cluster;
+    const known = this.knownCluster(topics);
+    if (known !== undefined) return known;
     const wanted = new Set([...topics, ...(this.cluster?.partitionCounts.keys() ?? [])]);
     this.cluster = await lookUpCluster(this.bootstrap, [...wanted], (host, port) => this.newConnection({ host, port }));
     return this.cluster;
+  }
+
+  /** @internal The cluster as last looked up, if it knows these topics (else undefined: clusterOf). */
+  knownCluster(topics: readonly string[]): Cluster | undefined {
+    return this.cluster !== undefined && topics.every((t) => this.cluster!.partitionCounts.has(t)) ? this.cluster : undefined;
+  }
+
+  /** @internal A batch encoded (producers take turns: the sizes are the producer's). */
+  encode(batch: Parameters<typeof encodeBatch>[0], header: Parameters<typeof encodeBatch>[1]): Buffer {
+    return encodeBatch(batch, header, this.sizes);
   }
 
   /** @internal Forgets the leaders (a produce found one moved). */
@@ -279,7 +290,7 @@ export class TransactionalProducer {
   }
 
   /** @internal Sends one Produce request; returns each partition's error code (0: appended). */
-  async produce(node: Node, topics: ReadonlyMap<string, readonly PartitionBatch[]>): Promise<Map<string, number>> {
+  async produce(node: Node, topics: ReadonlyMap<string, readonly EncodedBatch[]>): Promise<Map<string, number>> {
     const body = produceRequest(this.options.transactionalId, PRODUCE_TIMEOUT_MS, topics, this.sizes);
     const response = await this.connection(node).request(API_PRODUCE, PRODUCE_VERSION, body);
     return new Map(parseProduce(response).map((o) => [partitionKey(o.topic, o.partition), o.error]));
@@ -300,7 +311,7 @@ export class TransactionalProducer {
 interface Unit {
   readonly topic: string;
   readonly round: number;
-  readonly batch: PartitionBatch;
+  readonly batch: EncodedBatch;
 }
 
 /** A unit not acknowledged: the broker's error, or why its outcome is unknown. */
@@ -354,13 +365,33 @@ export class Transaction {
     this.identity = identity;
   }
 
-  /** Sends records in the transaction; resolves once every one is acknowledged by its leader. */
-  async send(records: readonly TopicRecord[]): Promise<void> {
-    if (this.ended) throw new Error('the transaction has ended');
-    if (records.length === 0) return;
+  /**
+   * Sends records in the transaction; resolves once every one is acknowledged by its leader. The
+   * records are encoded into their batches before this returns (when the cluster's leaders are
+   * known, as they are after the first send) and not held after that: a batch sent again is sent
+   * as encoded. Records held until the broker answers outlived the young generation and were
+   * promoted, to be collected by a full collection.
+   */
+  send(records: readonly TopicRecord[]): Promise<void> {
+    if (this.ended) return Promise.reject(new Error('the transaction has ended'));
+    if (records.length === 0) return Promise.resolve();
     const producer = this.producer;
     const topics = [...new Set(records.map((r) => r.topic))];
-    const cluster = await producer.retrying(() => producer.clusterOf(topics));
+    const known = producer.knownCluster(topics);
+    if (known !== undefined) return this.deliver(this.encoded(records, known), topics, known);
+    return producer.retrying(() => producer.clusterOf(topics)).then((cluster) => {
+      if (this.ended) throw new Error('the transaction has ended');
+      return this.deliver(this.encoded(records, cluster), topics, cluster);
+    });
+  }
+
+  /**
+   * Records as the batches to send, each with its sequence numbers (taken once: a batch sent again
+   * keeps them, so the broker drops a copy it has already appended), and the partitions not yet
+   * added to the transaction.
+   */
+  private encoded(records: readonly TopicRecord[], cluster: Cluster): { units: Unit[]; fresh: { topic: string; partition: number }[] } {
+    const producer = this.producer;
     // Each partition's records, in order.
     const byPartition = new Map<string, { topic: string; partition: number; records: TopicRecord[] }>();
     for (const record of records) {
@@ -370,24 +401,29 @@ export class Transaction {
       if (entry === undefined) byPartition.set(key, (entry = { topic: record.topic, partition, records: [] }));
       entry.records.push(record);
     }
-    const fresh = [...byPartition].filter(([key]) => !this.added.has(key));
-    if (fresh.length > 0) await this.addPartitions(fresh.map(([, entry]) => entry));
-
-    // Batches within maxBatchBytes, each with its sequence numbers (taken once: a batch sent again
-    // keeps them, so the broker drops a copy it has already appended).
+    const fresh = [...byPartition].filter(([key]) => !this.added.has(key)).map(([, { topic, partition }]) => ({ topic, partition }));
+    // Batches within maxBatchBytes.
     const timestamp = Date.now();
-    let pending: Unit[] = [];
+    const units: Unit[] = [];
     for (const { topic, partition, records: list } of byPartition.values()) {
       let round = 0;
       for (const [start, end] of this.cut(list)) {
         const header = { producerId: this.identity.producerId, producerEpoch: this.identity.producerEpoch, baseSequence: producer.takeSequence(topic, partition, end - start), transactional: true, timestamp };
-        pending.push({ topic, round: round++, batch: { partition, records: list, start, end, header } });
+        units.push({ topic, round: round++, batch: { partition, bytes: producer.encode({ records: list, start, end }, header) } });
       }
     }
+    return { units, fresh };
+  }
+
+  /** Adds the new partitions to the transaction, then sends the batches until every one is acknowledged. */
+  private async deliver({ units, fresh }: { units: Unit[]; fresh: { topic: string; partition: number }[] }, topics: readonly string[], cluster: Cluster): Promise<void> {
+    const producer = this.producer;
+    let pending = units;
     const deadline = Date.now() + producer.retryForMs;
     let leaders = cluster;
     let backoffMs = 10;
     try {
+      if (fresh.length > 0) await this.addPartitions(fresh);
       for (let attempt = 0; ; attempt++) {
         // The first time all at once; a retry round after round, so that a partition's batches reach its leader in order.
         const failed = attempt === 0 ? await this.produceUnits(pending, leaders) : await this.produceInRounds(pending, leaders);
@@ -401,7 +437,7 @@ export class Transaction {
         leaders = await producer.retrying(() => producer.clusterOf(topics));
       }
     } catch (error) {
-      // Sequence numbers were taken for records whose fate is unknown: this producer is done.
+      // Sequence numbers were taken for records whose fate is unknown (or never sent): this producer is done.
       producer.breakWith(error instanceof Error ? error : new Error(String(error)));
       producer.forgetCluster();
       throw error;

@@ -216,7 +216,7 @@ export interface EncodedBatch {
 export function encodeBatch(batch: BatchOf, header: BatchHeader, sizes: RecordSizes): Buffer {
   sizes.reset();
   const { first, bytes } = sizes.measure(batch);
-  const out = Buffer.allocUnsafeSlow(bytes);
+  const out = Buffer.allocUnsafe(bytes);
   const end = sizes.write(out, 0, batch, first, header);
   if (end !== bytes) throw new Error(`record batch: measured ${bytes} bytes, wrote ${end}`);
   return out;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { followingTaken, laneRoom, runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
+import { followingTaken, laneRoom, mergeBatches, runsBySource, takeUpTo, type BatchContext } from './lanes.ts';
 
 describe('takeUpTo (records per transaction)', () => {
   // Offsets with gaps, as transaction markers leave them.
@@ -62,6 +62,29 @@ describe('takeUpTo with whole batches (a streaming transaction\'s pieces)', () =
     expect(taken.map((b) => b.name)).toEqual(['a']);
     expect(rest.map((b) => b.name)).toEqual(['b']);
     expect(made).toEqual([]);
+  });
+});
+
+describe('mergeBatches', () => {
+  it("joins a partition's consecutive batches without taking any one's release (records made once each)", () => {
+    let made = 0;
+    const part = (offsets: number[]): BatchContext =>
+      ({
+        source: { topic: 'orders', partition: 0 },
+        get records() {
+          made++;
+          return offsets.map((o) => ({ offset: String(o) }));
+        },
+        release: () => undefined,
+        fetchedOffset: String(offsets[0]),
+        nextOffset: String(offsets[offsets.length - 1]! + 1),
+        highWatermark: '100',
+        lane: { revoked: false },
+      }) as unknown as BatchContext;
+    const merged = mergeBatches([part([0, 1]), part([2, 3])]);
+    expect(made).toBe(2);
+    expect(merged.records.map((r) => r.offset)).toEqual(['0', '1', '2', '3']);
+    expect({ fetchedOffset: merged.fetchedOffset, nextOffset: merged.nextOffset, release: merged.release }).toEqual({ fetchedOffset: '0', nextOffset: '4', release: undefined });
   });
 });
 

@@ -97,8 +97,9 @@ export interface BatchContext {
 export function mergeBatches(entries: readonly BatchContext[]): BatchContext {
   if (entries.length === 1) return entries[0]!;
   const first = entries[0]!;
-  const last = entries[entries.length - 1]!;
-  return { ...last, fetchedOffset: first.fetchedOffset, records: entries.flatMap((e) => e.records) };
+  const { control, source, nextOffset, highWatermark, lane } = entries[entries.length - 1]!;
+  // Field by field: a spread would copy the last part's release (and read its records once more).
+  return { control, source, records: entries.flatMap((e) => e.records), fetchedOffset: first.fetchedOffset, nextOffset, highWatermark, lane };
 }
 
 /**
@@ -389,18 +390,38 @@ export function startConsumer(
     }
   };
 
-  /** Queues a fetched batch in its lane, and waits while that lane holds a lot (backpressure on fetching). */
   /**
-   * `batch.records` may be made only when first read (the lean reader's deferRecords): a batch is
-   * counted by `count` and `bytes` while it waits, and its records are made when a take reaches it.
+   * Queues a fetched batch in its lane, and waits while that lane holds a lot (backpressure on
+   * fetching). With the lean reader's `parts` (deferRecords) each part is queued as a batch of its
+   * own, counted by `count` and `bytes`, its records made when a take reaches it; with whole takes
+   * a batch without parts is queued in pieces of at most takeRecords records, so no take splits one.
    */
   const queue = async (source: TopicPartition, batch: Pick<FollowedBatch<ConsumedRecord>, 'records' | 'count' | 'bytes' | 'parts'>, fetchedOffset: string, nextOffset: string, highWatermark: string, control: BatchControl) => {
     const key = laneOf(source);
     let lane = lanes.get(key);
     if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, bytesPerRecord: INITIAL_BYTES_PER_RECORD, running: undefined, lastStart: -Infinity, room: newRoom() }));
     const { count, bytes } = batch;
-    if (batch.parts === undefined) lane.pending.push({ control, source, records: batch.records, count, bytes, fetchedOffset, nextOffset, highWatermark, lane });
-    else {
+    if (batch.parts === undefined) {
+      const records = batch.records;
+      if (!wholeTakes || records.length <= takeRecords) lane.pending.push({ control, source, records, count, bytes, fetchedOffset, nextOffset, highWatermark, lane });
+      else {
+        for (let start = 0; start < records.length; start += takeRecords) {
+          const piece = records.slice(start, start + takeRecords);
+          const end = start + takeRecords;
+          lane.pending.push({
+            control,
+            source,
+            records: piece,
+            count: piece.length,
+            bytes: batchBytes(piece),
+            fetchedOffset: start === 0 ? fetchedOffset : piece[0]!.offset,
+            nextOffset: end < records.length ? records[end]!.offset : nextOffset,
+            highWatermark,
+            lane,
+          });
+        }
+      }
+    } else {
       for (const part of batch.parts) {
         lane.pending.push({
           control,

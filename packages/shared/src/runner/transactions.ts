@@ -152,7 +152,9 @@ export interface Piece {
 }
 
 /** The work of a piece without its records, for after the piece is sent (offsets and partitions only). */
-const settledWork = (work: readonly SlotWork[]): SlotWork[] => work.map(({ run }) => ({ run: { ...run, records: [] }, fresh: [] }));
+const settledWork = (work: readonly SlotWork[]): SlotWork[] =>
+  // Field by field: a spread would read a queued part's records (made again) and keep its release.
+  work.map(({ run: { control, source, fetchedOffset, nextOffset, highWatermark, lane } }) => ({ run: { control, source, records: [], fetchedOffset, nextOffset, highWatermark, lane }, fresh: [] }));
 
 /**
  * One transaction: the records of `first` and of each further piece `next` gives (undefined: no
@@ -179,8 +181,10 @@ async function commitWork(owner: SlotOwner, groupId: string, metrics: ServiceMet
     for (const { run } of work) add(run.source, run.nextOffset);
     return [...offsets].map(([topic, partitions]) => ({ topic, partitions: [...partitions].map(([partition, offset]) => ({ partition, offset })) }));
   };
-  // No variable holds a piece once it is sent (`first` makes it, `piece` lets it go): its records
-  // are encoded into their batches by then, and die young instead of outliving the next piece.
+  // No variable here holds a piece once it is sent (`first` makes it, `piece` lets it go, the
+  // committed work keeps offsets only): the producer has encoded its records into their batches by
+  // then (unless it had to look the leaders up first), so they die young instead of outliving the
+  // next piece.
   let piece = await first();
   if (piece === undefined) return undefined;
   const timer = new StepTimer(metrics);
@@ -329,7 +333,11 @@ export async function runSlots<O extends SlotOwner>(
                   if (taken === undefined) return undefined;
                   tookMore = true;
                   const pieceWork = fresh(runsBySource(taken));
-                  if (pieceWork.length > 0) return prepared(pieceWork);
+                  if (pieceWork.length === 0) continue;
+                  const piece = await prepared(pieceWork);
+                  // Taken into this transaction only: fetched again, not retried in place, if it fails.
+                  for (const entry of taken) entry.release?.();
+                  return piece;
                 }
                 return undefined;
               };
@@ -342,7 +350,10 @@ export async function runSlots<O extends SlotOwner>(
         const first = async (): Promise<Piece | undefined> => {
           const pieceWork = work!;
           work = undefined;
-          if (pieceWork.length === 0) return next!();
+          if (pieceWork.length === 0) {
+            for (const entry of entries) entry.release?.();
+            return next!();
+          }
           const piece = await prepared(pieceWork);
           for (const entry of entries) entry.release?.();
           return piece;

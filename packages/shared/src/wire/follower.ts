@@ -378,10 +378,15 @@ export class CommittedFollower<R = FollowedRecord> {
             get records(): R[] {
               if (records === undefined) {
                 const list: R[] = [];
-                visitCommittedRecords(f.records!, f.aborted, start.from, (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
-                  if (offset >= end || (skip !== undefined && skip(f.topic, data, headersAt))) return;
-                  list.push(make(f.topic, f.partition, offset, data, ks, kl, vs, vl, timestamp, headersAt));
-                });
+                visitCommittedRecords(
+                  f.records!,
+                  f.aborted,
+                  start.from,
+                  (offset, data, ks, kl, vs, vl, timestamp, headersAt) => {
+                    if (skip === undefined || !skip(f.topic, data, headersAt)) list.push(make(f.topic, f.partition, offset, data, ks, kl, vs, vl, timestamp, headersAt));
+                  },
+                  end,
+                );
                 records = list;
               }
               return records;

@@ -1,7 +1,7 @@
 /**
  * Producing, as the lean producer does it (transactional-producer.ts): records encoded straight
- * into the Produce request that carries them (record batch v2, uncompressed, one batch per
- * partition and request): no object per record and no copy of a batch after it is written. Also
+ * into their record batch (v2, uncompressed, one batch per partition and request), no object per
+ * record, and the batches copied into the Produce request that carries them. Also
  * Kafka's key partitioner (murmur2, as the Java client and kafkajs compute it). Pure.
  */
 import { crc32c } from './crc32c.ts';
@@ -197,12 +197,6 @@ export interface BatchHeader {
   readonly timestamp: number;
 }
 
-/** One partition's part of a Produce request. */
-export interface PartitionBatch extends BatchOf {
-  readonly partition: number;
-  readonly header: BatchHeader;
-}
-
 /** One partition's part of a Produce request, its record batch encoded already (encodeBatch). */
 export interface EncodedBatch {
   readonly partition: number;
@@ -223,24 +217,15 @@ export function encodeBatch(batch: BatchOf, header: BatchHeader, sizes: RecordSi
 }
 
 /**
- * A Produce request (v7, acks all) carrying one batch per partition, encoded into one buffer. Every
- * batch must be within the broker's message.max.bytes (the caller splits larger ones over requests).
+ * A Produce request (v7, acks all) carrying one batch per partition, each encoded already
+ * (encodeBatch) and copied in. Every batch must be within the broker's message.max.bytes (the
+ * caller splits larger ones over requests).
  */
-export function produceRequest(transactionalId: string | null, timeoutMs: number, topics: ReadonlyMap<string, readonly (PartitionBatch | EncodedBatch)[]>, sizes: RecordSizes): Buffer {
-  sizes.reset();
-  const measured = new Map<PartitionBatch, { first: number; bytes: number }>();
+export function produceRequest(transactionalId: string | null, timeoutMs: number, topics: ReadonlyMap<string, readonly EncodedBatch[]>): Buffer {
   let total = 2 + (transactionalId === null ? 0 : Buffer.byteLength(transactionalId)) + 2 + 4 + 4;
   for (const [topic, batches] of topics) {
     total += 2 + Buffer.byteLength(topic) + 4;
-    for (const batch of batches) {
-      if ('bytes' in batch) {
-        total += 8 + batch.bytes.length;
-        continue;
-      }
-      const m = sizes.measure(batch);
-      measured.set(batch, m);
-      total += 8 + m.bytes;
-    }
+    for (const batch of batches) total += 8 + batch.bytes.length;
   }
   const out = Buffer.allocUnsafe(total);
   let at = 0;
@@ -257,18 +242,9 @@ export function produceRequest(transactionalId: string | null, timeoutMs: number
     at += out.write(topic, at);
     at = out.writeInt32BE(batches.length, at);
     for (const batch of batches) {
-      if ('bytes' in batch) {
-        at = out.writeInt32BE(batch.partition, at);
-        at = out.writeInt32BE(batch.bytes.length, at);
-        at += batch.bytes.copy(out, at);
-        continue;
-      }
-      const { first, bytes } = measured.get(batch)!;
       at = out.writeInt32BE(batch.partition, at);
-      at = out.writeInt32BE(bytes, at);
-      const end = sizes.write(out, at, batch, first, batch.header);
-      if (end - at !== bytes) throw new Error(`record batch of ${topic}-${batch.partition}: measured ${bytes} bytes, wrote ${end - at}`);
-      at = end;
+      at = out.writeInt32BE(batch.bytes.length, at);
+      at += batch.bytes.copy(out, at);
     }
   }
   if (at !== total) throw new Error(`produce request: measured ${total} bytes, wrote ${at}`);

@@ -1,6 +1,6 @@
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { completeBatches, readHeaders, RecordBatchError, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
+import { anyCompressed, completeBatches, readHeaders, RecordBatchError, visitCommittedRecords, type AbortedTransaction } from './record-batches.ts';
 
 // Record batches (format v2) built here byte by byte, as Kafka's log holds them.
 function varint(n: number): number[] {
@@ -163,6 +163,15 @@ describe('visitCommittedRecords', () => {
       [41, 1_700_000_001_234, { applied: '1', reason: 'not JSON: é' }],
       [42, 1_705_000_000_000, { x: null, dup: ['one', 'two'] }],
     ]);
+    // Which of them a receiver that makes records later would have to decompress again.
+    expect(anyCompressed(createTime)).toBe(false);
+    expect(anyCompressed(Buffer.concat([createTime, gzipped]))).toBe(true);
+    // Up to an offset: the records before it, from either.
+    for (const batches of [createTime, gzipped]) {
+      seen.length = 0;
+      visitCommittedRecords(batches, [], 41, visit, 42);
+      expect(seen.map((r) => r.offset)).toEqual([41]);
+    }
   });
 
   it('gives every record with its offset, key and value, nulls and headers too, and the offset after the last batch', () => {

@@ -177,10 +177,10 @@ export function anyCompressed(records: Buffer): boolean {
 /**
  * Every committed record of the complete batches in `records` (one partition's records of a Fetch
  * response, read_committed) from offset `from` on, in order, to `visit`. `aborted`: the response's
- * aborted transactions of this partition. Returns the offset after the last complete batch
- * (undefined if there was none).
+ * aborted transactions of this partition. Records at `until` and after are not visited. Returns
+ * the offset after the last complete batch read (undefined if there was none).
  */
-export function visitCommittedRecords(records: Buffer, aborted: readonly AbortedTransaction[], from: number, visit: RecordVisitor): number | undefined {
+export function visitCommittedRecords(records: Buffer, aborted: readonly AbortedTransaction[], from: number, visit: RecordVisitor, until = Number.POSITIVE_INFINITY): number | undefined {
   const opening = [...aborted].sort((a, b) => a.firstOffset - b.firstOffset);
   let nextOpening = 0;
   // Producers whose aborted transaction is open at the batch being read (as a string: a Map of bigints is slower).
@@ -195,6 +195,8 @@ export function visitCommittedRecords(records: Buffer, aborted: readonly Aborted
     if (magic !== 2) throw new RecordBatchError(`a record batch of format ${magic} at offset ${records.readBigInt64BE(at)}: only format 2 (Kafka 0.11 and later) is read`);
     const baseOffset = Number(records.readBigInt64BE(at + BASE_OFFSET));
     const lastOffset = baseOffset + records.readInt32BE(at + LAST_OFFSET_DELTA);
+    // Records from `until` on are not wanted (nor what later batches say of aborts).
+    if (baseOffset >= until) break;
     const attributes = records.readInt16BE(at + ATTRIBUTES);
     const batchEnd = at + size;
     nextOffset = lastOffset + 1;
@@ -250,6 +252,7 @@ export function visitCommittedRecords(records: Buffer, aborted: readonly Aborted
       const valueLength = readVarint(data, position);
       const valueStart = position.at;
       if (valueLength > 0) position.at += valueLength;
+      if (offset >= until) break;
       if (offset >= from) visit(offset, data, keyStart, keyLength, valueStart, valueLength, logAppendTime ? firstTimestamp : firstTimestamp + timestampDelta, position.at);
       position.at = recordEnd;
     }

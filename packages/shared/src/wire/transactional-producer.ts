@@ -291,7 +291,7 @@ export class TransactionalProducer {
 
   /** @internal Sends one Produce request; returns each partition's error code (0: appended). */
   async produce(node: Node, topics: ReadonlyMap<string, readonly EncodedBatch[]>): Promise<Map<string, number>> {
-    const body = produceRequest(this.options.transactionalId, PRODUCE_TIMEOUT_MS, topics, this.sizes);
+    const body = produceRequest(this.options.transactionalId, PRODUCE_TIMEOUT_MS, topics);
     const response = await this.connection(node).request(API_PRODUCE, PRODUCE_VERSION, body);
     return new Map(parseProduce(response).map((o) => [partitionKey(o.topic, o.partition), o.error]));
   }
@@ -348,8 +348,9 @@ function exactBytes(record: OutgoingRecord): number {
 
 /**
  * One transaction: records sent in any number of calls, offsets for groups, then commit or abort.
- * Calls to send and sendOffsets may overlap; commit and abort wait for nothing (their caller has
- * awaited the sends).
+ * A send may overlap sendOffsets but not another send (a partition's sequence numbers are taken in
+ * call order, before the partition is added to the transaction, so a second send could overtake the
+ * first); commit and abort wait for nothing (their caller has awaited the sends).
  */
 export class Transaction {
   private readonly producer: TransactionalProducer;
@@ -378,11 +379,23 @@ export class Transaction {
     const producer = this.producer;
     const topics = [...new Set(records.map((r) => r.topic))];
     const known = producer.knownCluster(topics);
-    if (known !== undefined) return this.deliver(this.encoded(records, known), topics, known);
+    if (known !== undefined) return this.encodedAndDelivered(records, topics, known);
     return producer.retrying(() => producer.clusterOf(topics)).then((cluster) => {
       if (this.ended) throw new Error('the transaction has ended');
-      return this.deliver(this.encoded(records, cluster), topics, cluster);
+      return this.encodedAndDelivered(records, topics, cluster);
     });
+  }
+
+  private encodedAndDelivered(records: readonly TopicRecord[], topics: readonly string[], cluster: Cluster): Promise<void> {
+    let units: ReturnType<Transaction['encoded']>;
+    try {
+      units = this.encoded(records, cluster);
+    } catch (error) {
+      // Sequence numbers may have been taken for records never sent: this producer is done.
+      this.producer.breakWith(error instanceof Error ? error : new Error(String(error)));
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return this.deliver(units, topics, cluster);
   }
 
   /**

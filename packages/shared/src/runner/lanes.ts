@@ -106,23 +106,24 @@ export function mergeBatches(entries: readonly BatchContext[]): BatchContext {
  * Queued batches, in order, up to `maxRecords` records, and the rest. A batch that crosses the
  * limit is split: its head ends after the last record taken (offsets are committed from there),
  * its tail is fetched from its first record if it has to be fetched again. At least one record
- * is taken. With `whole` (how many records a batch holds, without making them), batches are
+ * is taken. With `wholeCount` (how many records a batch holds, without making them), batches are
  * never split: whole ones are taken up to the limit (at least one), and the rest is left as it
  * was queued (its records not made yet, see BatchContext).
  */
 export function takeUpTo<B extends { readonly records: readonly { readonly offset: string }[]; readonly nextOffset: string; readonly fetchedOffset: string }>(
   pending: readonly B[],
   maxRecords: number,
-  whole?: (batch: B) => number,
+  wholeCount?: (batch: B) => number,
 ): { taken: B[]; rest: B[] } {
-  const countOf = whole ?? ((batch: B) => batch.records.length);
+  const whole = wholeCount !== undefined;
+  const countOf = wholeCount ?? ((batch: B) => batch.records.length);
   let count = 0;
   let wholeTaken = 0;
   while (wholeTaken < pending.length && count + countOf(pending[wholeTaken]!) <= maxRecords) count += countOf(pending[wholeTaken++]!);
   const taken = pending.slice(0, wholeTaken);
   const rest = pending.slice(wholeTaken);
-  if (whole !== undefined && taken.length === 0 && rest.length > 0) taken.push(rest.shift()!);
-  if (rest.length === 0 || whole !== undefined) return { taken, rest };
+  if (whole && taken.length === 0 && rest.length > 0) taken.push(rest.shift()!);
+  if (rest.length === 0 || whole) return { taken, rest };
   const room = maxRecords - count;
   if (room > 0 || taken.length === 0) {
     const split = rest[0]!;
@@ -402,23 +403,14 @@ export function startConsumer(
     if (lane === undefined) lanes.set(key, (lane = { key, revoked: false, pending: [], pendingBytes: 0, pendingRecords: 0, bytesPerRecord: INITIAL_BYTES_PER_RECORD, running: undefined, lastStart: -Infinity, room: newRoom() }));
     const { count, bytes } = batch;
     if (batch.parts === undefined) {
-      const records = batch.records;
-      if (!wholeTakes || records.length <= takeRecords) lane.pending.push({ control, source, records, count, bytes, fetchedOffset, nextOffset, highWatermark, lane });
+      const whole: Queued = { control, source, records: batch.records, count, bytes, fetchedOffset, nextOffset, highWatermark, lane };
+      if (!wholeTakes || count <= takeRecords) lane.pending.push(whole);
       else {
-        for (let start = 0; start < records.length; start += takeRecords) {
-          const piece = records.slice(start, start + takeRecords);
-          const end = start + takeRecords;
-          lane.pending.push({
-            control,
-            source,
-            records: piece,
-            count: piece.length,
-            bytes: batchBytes(piece),
-            fetchedOffset: start === 0 ? fetchedOffset : piece[0]!.offset,
-            nextOffset: end < records.length ? records[end]!.offset : nextOffset,
-            highWatermark,
-            lane,
-          });
+        // Cut where a take would split it (takeUpTo), each piece counted anew.
+        for (let rest = [whole]; rest.length > 0; ) {
+          const cut = takeUpTo(rest, takeRecords);
+          for (const piece of cut.taken) lane.pending.push({ ...piece, count: piece.records.length, bytes: batchBytes(piece.records) });
+          rest = cut.rest;
         }
       }
     } else {

@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { Reader } from './connection.ts';
 import { crc32c } from './crc32c.ts';
 import { encodeBatch, murmur2, parseProduce, produceRequest, RecordSizes, type BatchHeader, type BatchOf, type OutgoingRecord } from './produce.ts';
+import { readHeaders, visitCommittedRecords } from './record-batches.ts';
 
 /** One partition's records for a request, and its batch header. */
 interface PartitionBatch extends BatchOf {
   readonly partition: number;
   readonly header: BatchHeader;
 }
-import { readHeaders, visitCommittedRecords } from './record-batches.ts';
 
 /** The batches of a Produce request (v7) as the broker would read them: per topic and partition, the batch bytes. */
 function batchesOf(request: Buffer): { transactionalId: string | null; acks: number; timeoutMs: number; batches: Map<string, Buffer> } {

@@ -18,7 +18,7 @@ import { hostPort, lookUpCluster, RetriableError, type Cluster } from './committ
 import { connectTo, ConnectionError, type Connection } from './connection.ts';
 import type { SaslOptions } from './sasl.ts';
 import { COORDINATOR_MOVED, KafkaProtocolError, TRY_AGAIN } from './kafka-errors.ts';
-import { API_PRODUCE, encodeBatch, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type EncodedBatch, type OutgoingRecord } from './produce.ts';
+import { API_PRODUCE, encodeBatch, keyPartition, parseProduce, PRODUCE_VERSION, produceRequest, RecordSizes, type BatchHeader, type BatchOf, type EncodedBatch, type OutgoingRecord } from './produce.ts';
 import {
   ADD_OFFSETS_TO_TXN_VERSION,
   ADD_PARTITIONS_TO_TXN_VERSION,
@@ -261,7 +261,7 @@ export class TransactionalProducer {
   }
 
   /** @internal A batch encoded (producers take turns: the sizes are the producer's). */
-  encode(batch: Parameters<typeof encodeBatch>[0], header: Parameters<typeof encodeBatch>[1]): Buffer {
+  encode(batch: BatchOf, header: BatchHeader): Buffer {
     return encodeBatch(batch, header, this.sizes);
   }
 
